@@ -1,0 +1,35 @@
+# lmsweep: which base model, adapted how, decoded how, is best on my data?
+#
+#   snakemake --cores 1 --use-conda                  # the study in config.yaml
+#   snakemake --cores 2 --directory demo             # the offline demo
+#
+# The DAG: prepare_data -> finetune (one adapter per model) -> generate and
+# score (one job per model x decoding config) -> perplexity -> aggregate -> report.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/finetune.smk"
+include: "rules/generate.smk"
+include: "rules/score.smk"
+include: "rules/report.smk"
+
+
+onstart:
+    start_warm_server()
+
+
+rule all:
+    input:
+        "results/scores.csv",
+        rules.report.output,

@@ -1,0 +1,33 @@
+rule finetune:
+    input:
+        train="results/prepare_data/train.jsonl",
+        base=get_base_model_input,
+    output:
+        adapter=directory("results/finetune/{model}/adapter"),
+        loss=report(
+            "results/finetune/{model}/train_log.csv",
+            caption="../reports/train_log.rst",
+            category="Training",
+            labels={"model": "{model}"},
+        ),
+    log:
+        "logs/finetune/{model}.log",
+    benchmark:
+        "benchmarks/finetune/{model}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: get_resource("finetune", "threads", 4)
+    resources:
+        gpu=gpus(),
+        runtime=get_resource("finetune", "runtime", 720),
+        mem_mb=get_resource("finetune", "mem_mb", 32000),
+    params:
+        base_model=get_base_model,
+        load=get_model_params,
+        lora=get_lora,
+        training=get_training,
+        seed=config["seed"],
+        device=config["device"],
+        checkpoints=lambda wc: f"results/finetune/{wc.model}/checkpoints",
+    script:
+        "../scripts/finetune.py"

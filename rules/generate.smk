@@ -1,0 +1,27 @@
+rule generate:
+    input:
+        test="results/prepare_data/test.jsonl",
+        base=get_base_model_input,
+        adapter=get_adapter_input,
+    output:
+        "results/generate/{model}/{variant}/{decoding}.jsonl",
+    log:
+        "logs/generate/{model}/{variant}/{decoding}.log",
+    benchmark:
+        "benchmarks/generate/{model}/{variant}/{decoding}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: get_resource("generate", "threads", 2)
+    resources:
+        gpu=gpus(),
+        runtime=get_resource("generate", "runtime", 240),
+        mem_mb=get_resource("generate", "mem_mb", 24000),
+    params:
+        base_model=get_base_model,
+        load=get_model_params,
+        settings=get_decoding,
+        batch_size=config["generation"]["batch_size"],
+        seed=config["seed"],
+        device=config["device"],
+    script:
+        "../scripts/generate.py"

@@ -1,0 +1,53 @@
+rule score:
+    input:
+        "results/generate/{model}/{variant}/{decoding}.jsonl",
+    output:
+        summary="results/score/{model}/{variant}/{decoding}.json",
+        per_example="results/score/{model}/{variant}/{decoding}.per_example.csv",
+    log:
+        "logs/score/{model}/{variant}/{decoding}.log",
+    benchmark:
+        "benchmarks/score/{model}/{variant}/{decoding}.tsv"
+    conda:
+        "../envs/score.yaml"
+    threads: get_resource("score", "threads", 2)
+    resources:
+        gpu=gpus(),
+        runtime=get_resource("score", "runtime", 60),
+        mem_mb=get_resource("score", "mem_mb", 16000),
+    params:
+        bleu=config["scoring"]["bleu"],
+        rouge=config["scoring"]["rouge"],
+        bertscore=config["scoring"]["bertscore"],
+        seed=config["seed"],
+        device=config["device"],
+    script:
+        "../scripts/score.py"
+
+
+rule perplexity:
+    input:
+        test="results/prepare_data/test.jsonl",
+        base=get_base_model_input,
+        adapter=get_adapter_input,
+    output:
+        "results/perplexity/{model}/{variant}.json",
+    log:
+        "logs/perplexity/{model}/{variant}.log",
+    benchmark:
+        "benchmarks/perplexity/{model}/{variant}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: get_resource("perplexity", "threads", 2)
+    resources:
+        gpu=gpus(),
+        runtime=get_resource("perplexity", "runtime", 60),
+        mem_mb=get_resource("perplexity", "mem_mb", 24000),
+    params:
+        base_model=get_base_model,
+        load=get_model_params,
+        batch_size=config["scoring"]["perplexity"]["batch_size"],
+        seed=config["seed"],
+        device=config["device"],
+    script:
+        "../scripts/perplexity.py"

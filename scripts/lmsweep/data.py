@@ -1,0 +1,152 @@
+"""Load an Alpaca-format dataset, validate its records and split it.
+
+A record has the string fields `instruction`, `input` (may be empty) and
+`output` (may not). Records keep their position in the source as `id`, so a
+prediction can always be traced back to the line it came from.
+"""
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+FIELDS = ("instruction", "input", "output")
+LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used as it is; the message says what to fix."""
+
+
+def is_local(source: str) -> bool:
+    return source.endswith(LOCAL_SUFFIXES) or source.startswith(("/", "./", "../"))
+
+
+def load_records(source: str, split: str = "train", revision=None, synthetic=None, seed: int = 0):
+    """Records of `source`: "synthetic", a local .json/.jsonl/.parquet file, or a Hub dataset id."""
+    if source == "synthetic":
+        from lmsweep.demo_data import make_tasks
+
+        return make_tasks(n=synthetic["n"], seed=seed)
+    if is_local(source):
+        return _load_local(Path(source))
+    import datasets
+
+    return list(datasets.load_dataset(source, split=split, revision=revision))
+
+
+def _load_local(path: Path):
+    if not path.exists():
+        raise DatasetError(f"dataset file {path} does not exist (config key dataset.source)")
+    if path.suffix == ".parquet":
+        import pandas as pd
+
+        return pd.read_parquet(path).to_dict(orient="records")
+    text = path.read_text()
+    if not text.strip():
+        raise DatasetError(f"dataset file {path} is empty")
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DatasetError(f"{path} is not valid JSON: {err}") from None
+        if not isinstance(data, list):
+            raise DatasetError(f"{path} must hold a JSON array of records, found {type(data).__name__}")
+        return data
+    records = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise DatasetError(f"{path}, line {lineno}: not valid JSON ({err.msg})") from None
+    return records
+
+
+def record_problem(record) -> str | None:
+    """Why `record` cannot be used, or None."""
+    if not isinstance(record, dict):
+        return f"is a {type(record).__name__}, not an object"
+    missing = [f for f in FIELDS if f not in record]
+    if missing:
+        return f"has no field {', '.join(missing)}"
+    for field in FIELDS:
+        if not isinstance(record[field], str):
+            return f"field {field} is {type(record[field]).__name__}, not a string"
+    if not record["instruction"].strip():
+        return "has an empty instruction"
+    if not record["output"].strip():
+        return "has an empty output"
+    return None
+
+
+def validate(records, on_invalid: str = "error", duplicates: str = "drop"):
+    """Keep usable records, each with its 1-based source position as `id`.
+
+    on_invalid: "error" stops at the first bad record, "drop" counts and drops it.
+    duplicates (same instruction and input): "drop" keeps the first, "keep", or "error".
+    Returns (records, report) where report counts what was dropped and why.
+    """
+    if not records:
+        raise DatasetError("the dataset holds no records")
+    kept, dropped, seen = [], Counter(), {}
+    for number, record in enumerate(records, start=1):
+        problem = record_problem(record)
+        if problem:
+            if on_invalid == "error":
+                raise DatasetError(
+                    f"record {number} {problem}; fix the data or set dataset.on_invalid: drop"
+                )
+            dropped[problem] += 1
+            continue
+        key = (record["instruction"].strip(), record["input"].strip())
+        if key in seen:
+            if duplicates == "error":
+                raise DatasetError(
+                    f"record {number} repeats the instruction and input of record {seen[key]}; "
+                    "set dataset.duplicates: drop (or keep)"
+                )
+            if duplicates == "drop":
+                dropped["duplicate"] += 1
+                continue
+        else:
+            seen[key] = number
+        kept.append({"id": number, **{f: record[f] for f in FIELDS}})
+    if not kept:
+        raise DatasetError(f"no usable record is left after dropping {dict(dropped)}")
+    return kept, {"records_read": len(records), "dropped": dict(dropped)}
+
+
+def _size(value, total: int, key: str) -> int:
+    if isinstance(value, float):
+        return int(round(value * total))
+    return int(value)
+
+
+def split(records, test_size, train_size=None, seed: int = 0):
+    """Shuffle with `seed`, then take the test set first and the train set after it.
+
+    Sizes are counts (int) or fractions of the valid records (float below 1);
+    train_size None takes every record not in the test set.
+    """
+    total = len(records)
+    n_test = _size(test_size, total, "test_size")
+    n_train = total - n_test if train_size is None else _size(train_size, total, "train_size")
+    if n_test < 1 or n_train < 1 or n_test + n_train > total:
+        raise DatasetError(
+            f"dataset.test_size={test_size} and dataset.train_size={train_size} ask for "
+            f"{n_test} test and {n_train} train records, but {total} valid records exist; "
+            "lower the sizes"
+        )
+    order = list(range(total))
+    random.Random(seed).shuffle(order)
+    test = sorted((records[i] for i in order[:n_test]), key=lambda r: r["id"])
+    train = sorted((records[i] for i in order[n_test : n_test + n_train]), key=lambda r: r["id"])
+    return train, test
+
+
+def overlap(train, test) -> int:
+    """Test records whose instruction and input also stand in the train set."""
+    seen = {(r["instruction"].strip(), r["input"].strip()) for r in train}
+    return sum((r["instruction"].strip(), r["input"].strip()) in seen for r in test)

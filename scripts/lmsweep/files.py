@@ -1,0 +1,121 @@
+"""Atomic writes, provenance and seeding shared by every step.
+
+Outputs are written to a temporary name beside the target and renamed into
+place, so a job killed part way never leaves a file that looks finished.
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+# The libraries whose versions can move a number; recorded beside every result.
+TRACKED_PACKAGES = (
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "datasets",
+    "accelerate",
+    "bitsandbytes",
+    "tokenizers",
+    "sacrebleu",
+    "rouge-score",
+    "bert-score",
+    "pandas",
+    "numpy",
+)
+
+
+def library_versions(packages=TRACKED_PACKAGES) -> dict:
+    """Installed versions of `packages` (None for one that is not installed)."""
+    out = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+@contextlib.contextmanager
+def atomic_path(path, is_dir: bool = False):
+    """Yield a temporary path beside `path`; on success rename it onto `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if is_dir:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        if is_dir and path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path, obj) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_jsonl(path, rows) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def read_jsonl(path) -> list:
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and (if this process uses it) torch."""
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:
+        pass
+    import sys
+
+    if "torch" in sys.modules:
+        import torch
+
+        torch.manual_seed(seed)
+
+
+def log_to(path) -> None:
+    """Send this process's stdout, stderr (tqdm included) and logging to the job's log file."""
+    import logging
+    import sys
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    stream = open(path, "a", buffering=1)
+    sys.stdout = sys.stderr = stream
+    logging.basicConfig(stream=stream, level=logging.INFO, force=True)

@@ -1,0 +1,126 @@
+"""Loading base models, tokenizers and adapters; LoRA defaults per architecture.
+
+Models load from safetensors only, and run remote code only where a model's
+config entry asks for it.
+"""
+
+# LoRA targets by `config.model_type`: every projection of attention and MLP.
+LORA_TARGETS = {
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "mistral": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "gemma": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "phi": ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"],
+}
+
+
+def skip_bitsandbytes(load_in_4bit: bool) -> None:
+    """Keep bitsandbytes out of this process unless it loads a 4-bit model.
+
+    Importing it (through peft and transformers) costs about 4 s of CPU per
+    job, paid by every generation and perplexity job of a study; marking it
+    absent in sys.modules makes both libraries treat it as not installed.
+    Call before the first import of transformers or peft.
+    """
+    import sys
+
+    if not load_in_4bit and "bitsandbytes" not in sys.modules:
+        sys.modules["bitsandbytes"] = None
+
+
+class ModelSetupError(RuntimeError):
+    """A model that cannot be set up as configured; the message names the fix."""
+
+
+def lora_targets(model_type: str, explicit=None, model: str = "") -> list:
+    if explicit:
+        return list(explicit)
+    if model_type not in LORA_TARGETS:
+        raise ModelSetupError(
+            f"model {model!r}: no default LoRA target modules for architecture {model_type!r}; "
+            f"set models.{model}.lora.target_modules (known: {', '.join(sorted(LORA_TARGETS))})"
+        )
+    return LORA_TARGETS[model_type]
+
+
+def resolve_device(requested: str = "auto") -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ModelSetupError("device: cuda was asked for, but torch sees no CUDA device; set device: auto")
+    return requested
+
+
+def check_quantization(load_in_4bit: bool, device: str, model: str) -> None:
+    """4-bit loading needs bitsandbytes on CUDA: say so instead of falling back silently."""
+    if load_in_4bit and device != "cuda":
+        raise ModelSetupError(
+            f"model {model!r}: quantization.load_in_4bit is true, but this machine has no CUDA "
+            "device (bitsandbytes 4-bit needs one). Run on a GPU node, or set "
+            "quantization.load_in_4bit: false to train in full precision."
+        )
+
+
+def quantization_config(quant: dict):
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quant.get("quant_type", "nf4"),
+        bnb_4bit_use_double_quant=quant.get("double_quant", True),
+        bnb_4bit_compute_dtype=getattr(torch, quant.get("compute_dtype", "bfloat16")),
+    )
+
+
+def load_tokenizer(path: str, revision=None, trust_remote_code: bool = False, padding_side: str = "right"):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        # Llama-2 and Mistral ship no pad token; the EOS is masked out by the attention mask.
+        tok.pad_token = tok.eos_token
+    tok.padding_side = padding_side
+    return tok
+
+
+def load_base_model(
+    path: str,
+    device: str,
+    revision=None,
+    trust_remote_code: bool = False,
+    quantization: dict | None = None,
+    name: str = "",
+):
+    """The base model on `device`: bf16 on CUDA, fp32 on CPU, 4-bit where asked."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    load_in_4bit = bool(quantization and quantization.get("load_in_4bit"))
+    check_quantization(load_in_4bit, device, name or path)
+    kwargs = {
+        "revision": revision,
+        "trust_remote_code": trust_remote_code,
+        "use_safetensors": True,
+        "dtype": torch.bfloat16 if device == "cuda" else torch.float32,
+    }
+    if load_in_4bit:
+        kwargs["quantization_config"] = quantization_config(quantization)
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if not load_in_4bit:
+        model.to(device)
+    return model
+
+
+def load_for_inference(base: str, adapter: str | None, device: str, **kwargs):
+    """Base model, with the LoRA adapter on top when `adapter` is given, in eval mode."""
+    model = load_base_model(base, device, **kwargs)
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    model.eval()
+    return model

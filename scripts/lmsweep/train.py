@@ -1,0 +1,166 @@
+"""Fine-tune one LoRA adapter with TRL's SFTTrainer, resumably.
+
+Training runs on prompt/completion pairs, so the loss covers the answer only.
+Checkpoints go to a folder keyed by a hash of every setting; a rerun after a
+crash resumes from the newest checkpoint of the same settings, and a change
+of any setting starts afresh.
+"""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from lmsweep.files import atomic_path, library_versions, read_jsonl, seed_everything, write_json
+from lmsweep.prompts import format_prompt
+
+
+def settings_key(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def checkpoint_dir(root: Path, settings: dict) -> Path:
+    """The checkpoint folder for these settings; stale ones of other settings are removed."""
+    key = settings_key(settings)
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.iterdir():
+        if old.is_dir() and old.name != key:
+            shutil.rmtree(old)
+    folder = root / key
+    folder.mkdir(exist_ok=True)
+    (folder / "settings.json").write_text(json.dumps(settings, indent=2, sort_keys=True))
+    return folder
+
+
+def sft_dataset(train_path):
+    from datasets import Dataset
+
+    records = read_jsonl(train_path)
+    return Dataset.from_list([{"prompt": format_prompt(r), "completion": r["output"]} for r in records])
+
+
+def finetune(
+    train_path,
+    base_model: str,
+    adapter_dir,
+    log_path,
+    checkpoints_root,
+    model_name: str,
+    lora: dict,
+    training: dict,
+    quantization: dict,
+    seed: int,
+    device: str = "auto",
+    revision=None,
+    trust_remote_code: bool = False,
+    threads: int = 1,
+) -> dict:
+    """Train, save the adapter to `adapter_dir` (PEFT format) and the loss log to `log_path`."""
+    from lmsweep.models import skip_bitsandbytes
+
+    skip_bitsandbytes(quantization.get("load_in_4bit", False))
+    import torch
+
+    torch.set_num_threads(threads)
+    seed_everything(seed)
+    from peft import LoraConfig
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTConfig, SFTTrainer
+
+    from lmsweep.models import load_base_model, load_tokenizer, lora_targets, resolve_device
+
+    device = resolve_device(device)
+    load_in_4bit = bool(quantization.get("load_in_4bit"))
+    model = load_base_model(
+        base_model, device, revision=revision, trust_remote_code=trust_remote_code,
+        quantization=quantization, name=model_name,
+    )
+    tokenizer = load_tokenizer(base_model, revision=revision, trust_remote_code=trust_remote_code)
+    if load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=training["gradient_checkpointing"]
+        )
+    peft_config = LoraConfig(
+        r=lora["r"],
+        lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"],
+        target_modules=lora_targets(model.config.model_type, lora.get("target_modules"), model_name),
+        modules_to_save=lora.get("modules_to_save") or None,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    settings = {
+        "base_model": base_model, "revision": revision, "lora": lora, "training": training,
+        "quantization": quantization, "seed": seed, "device": device,
+    }
+    ckpt = checkpoint_dir(Path(checkpoints_root), settings)
+    on_gpu = device == "cuda"
+    args = SFTConfig(
+        output_dir=str(ckpt),
+        seed=seed,
+        data_seed=seed,
+        num_train_epochs=training["epochs"],
+        max_steps=training["max_steps"],
+        per_device_train_batch_size=training["batch_size"],
+        gradient_accumulation_steps=training["gradient_accumulation_steps"],
+        learning_rate=training["learning_rate"],
+        lr_scheduler_type=training["lr_scheduler"],
+        warmup_steps=training["warmup"],
+        weight_decay=training["weight_decay"],
+        optim=training["optim"] if on_gpu else "adamw_torch",
+        max_length=training["max_length"],
+        completion_only_loss=True,
+        # TRL turns bf16 and activation checkpointing on by default, even on CPU.
+        bf16=on_gpu,
+        fp16=False,
+        gradient_checkpointing=on_gpu and training["gradient_checkpointing"],
+        use_cpu=not on_gpu,
+        logging_steps=training["logging_steps"],
+        save_strategy="steps",
+        save_steps=training["save_steps"],
+        save_total_limit=2,
+        report_to="none",
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=sft_dataset(train_path),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    last = get_last_checkpoint(str(ckpt))
+    if last:
+        print(f"resuming from checkpoint {last}", flush=True)
+    result = trainer.train(resume_from_checkpoint=last)
+    write_loss_log(trainer.state.log_history, log_path)
+    info = {
+        "model": model_name,
+        "resumed_from": Path(last).name if last else None,
+        "global_step": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "settings": settings,
+        "target_modules": sorted(peft_config.target_modules),
+        "versions": library_versions(),
+    }
+    with atomic_path(adapter_dir, is_dir=True) as tmp:
+        trainer.model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / "training_info.json", info)
+    return info
+
+
+def write_loss_log(history, path) -> None:
+    """One row per logged step: step, epoch, loss, learning rate."""
+    import csv
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["step", "epoch", "loss", "learning_rate"])
+            for entry in history:
+                if "loss" in entry:
+                    writer.writerow([entry["step"], entry.get("epoch"), entry["loss"], entry.get("learning_rate")])

@@ -1,0 +1,99 @@
+"""Score one file of predictions with BLEU, ROUGE-L and BERTScore (rule score).
+
+    python scripts/score.py --predictions results/generate/llama2_7b/finetuned/baseline.jsonl \
+        --out scores.json --per-example per_example.csv --bertscore-model roberta-large --bertscore-layer 17
+"""
+
+import argparse
+
+
+def run(
+    predictions_path: str,
+    summary_path: str,
+    per_example_path: str,
+    bleu: dict,
+    rouge: dict,
+    bertscore: dict,
+    seed: int,
+    device: str = "auto",
+    threads: int = 1,
+) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    import pandas as pd
+
+    from lmsweep import metrics
+    from lmsweep.files import atomic_path, library_versions, read_jsonl, seed_everything, write_json
+    from lmsweep.models import resolve_device
+
+    seed_everything(seed)
+    rows = read_jsonl(predictions_path)
+    if not rows:
+        raise SystemExit(f"{predictions_path} holds no predictions")
+    preds = [r["prediction"] for r in rows]
+    refs = [r["reference"] for r in rows]
+    results = {
+        "bleu": metrics.bleu(preds, refs, **bleu),
+        "rouge_l": metrics.rouge_l(preds, refs, **rouge),
+        "bertscore_f1": metrics.bertscore(preds, refs, device=resolve_device(device), **bertscore),
+    }
+    table = pd.DataFrame({"id": [r["id"] for r in rows], "prediction": preds, "reference": refs})
+    for name, result in results.items():
+        table[name] = result["per_example"]
+    with atomic_path(per_example_path) as tmp:
+        table.to_csv(tmp, index=False)
+    first = rows[0]
+    summary = {
+        "model": first.get("model"),
+        "variant": first.get("variant"),
+        "decoding": first.get("decoding"),
+        "settings": first.get("settings"),
+        "n_examples": len(rows),
+        "empty_predictions": sum(not p.strip() for p in preds),
+        "seed": seed,
+        "metrics": {k: {"score": v["score"], "signature": v["signature"]} for k, v in results.items()},
+        "bertscore_settings": bertscore,
+        "versions": library_versions(),
+    }
+    write_json(summary_path, summary)
+    print({k: round(v["score"], 4) for k, v in results.items()})
+    return summary
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--predictions", required=True, help="JSONL from generate")
+    parser.add_argument("--out", required=True, help="summary JSON")
+    parser.add_argument("--per-example", required=True, help="per-example CSV")
+    parser.add_argument("--bleu-tokenize", default="13a")
+    parser.add_argument("--no-stemmer", action="store_true", help="ROUGE-L without Porter stemming")
+    parser.add_argument("--bertscore-model", default="roberta-large")
+    parser.add_argument("--bertscore-layer", type=int, default=17)
+    parser.add_argument("--bertscore-batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
+    args = parser.parse_args(argv)
+    run(
+        args.predictions, args.out, args.per_example, {"tokenize": args.bleu_tokenize},
+        {"use_stemmer": not args.no_stemmer},
+        {"model_type": args.bertscore_model, "num_layers": args.bertscore_layer,
+         "batch_size": args.bertscore_batch_size, "lang": "en", "rescale_with_baseline": False},
+        args.seed, args.device,
+    )
+
+
+if "snakemake" in globals():
+    from lmsweep.files import log_to
+    from lmsweep.warm import delegate
+
+    delegate()
+
+    log_to(snakemake.log[0])
+    p = snakemake.params
+    run(
+        snakemake.input[0], snakemake.output.summary, snakemake.output.per_example,
+        p.bleu, p.rouge, p.bertscore, p.seed, p.device, snakemake.threads,
+    )
+elif __name__ == "__main__":
+    main()
