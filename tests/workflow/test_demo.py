@@ -1,0 +1,97 @@
+"""The demo DAG, run for real: what it writes, and that fine-tuning helped."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.workflow
+
+MODELS = ["tiny_llama", "tiny_mistral", "tiny_phi"]
+HIGHER_IS_BETTER = {"bleu": True, "rouge_l": True, "bertscore_f1": True, "perplexity": False}
+
+
+@pytest.fixture(scope="module")
+def scores(demo_run):
+    return pd.read_csv(demo_run / "demo" / "results" / "scores.csv")
+
+
+def test_scores_table_is_complete_and_finite(scores):
+    assert {"model", "variant", "decoding", "metric", "value"} <= set(scores.columns)
+    finetuned = scores[scores.variant == "finetuned"]
+    generated = finetuned[finetuned.metric != "perplexity"]
+    assert len(generated) == 3 * 13 * 3
+    assert sorted(generated.metric.unique()) == ["bertscore_f1", "bleu", "rouge_l"]
+    assert generated.groupby("model").decoding.nunique().to_dict() == {m: 13 for m in MODELS}
+    perplexity = finetuned[finetuned.metric == "perplexity"]
+    assert len(perplexity) == 3 and set(perplexity.decoding) == {"teacher_forced"}
+    assert all(math.isfinite(float(v)) for v in scores.value)
+    # the base variant: the baseline config and perplexity, per model
+    base = scores[scores.variant == "base"]
+    assert len(base) == 3 * 3 + 3
+
+
+def test_fine_tuning_beats_the_untrained_base_on_every_metric(scores):
+    at_baseline = scores[scores.decoding.isin(["baseline", "teacher_forced"])]
+    wide = at_baseline.pivot_table(index=["model", "metric"], columns="variant", values="value")
+    for (model, metric), row in wide.iterrows():
+        if HIGHER_IS_BETTER[metric]:
+            assert row.finetuned > row.base, (model, metric, row.to_dict())
+        else:
+            assert row.finetuned < row.base / 5, (model, metric, row.to_dict())
+    bleu = wide.xs("bleu", level="metric")
+    assert (bleu.finetuned - bleu.base).min() > 5  # clearly, not by noise
+
+
+def test_every_number_records_where_it_came_from(demo_run):
+    results = demo_run / "demo" / "results"
+    summary = json.loads((results / "score/tiny_phi/finetuned/top_k_10.json").read_text())
+    assert summary["settings"]["top_k"] == 10 and summary["settings"]["do_sample"] is True
+    assert summary["seed"] == 42
+    assert "tok:13a" in summary["metrics"]["bleu"]["signature"]
+    assert summary["metrics"]["bertscore_f1"]["signature"].startswith("sentence-transformers/all-MiniLM-L6-v2_L6")
+    assert summary["versions"]["torch"].startswith("2.13.0")
+    per_example = pd.read_csv(results / "score/tiny_phi/finetuned/top_k_10.per_example.csv")
+    assert len(per_example) == summary["n_examples"] == 24
+    assert per_example.rouge_l.mean() == pytest.approx(summary["metrics"]["rouge_l"]["score"])
+    manifest = json.loads((results / "prepare_data/manifest.json").read_text())
+    assert manifest["n_test"] == 24 and manifest["train_test_overlap"] == 0
+    info = json.loads((results / "finetune/tiny_phi/adapter/training_info.json").read_text())
+    assert info["target_modules"] == sorted(["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"])
+
+
+def test_generations_hold_prompt_reference_prediction_and_settings(demo_run):
+    path = demo_run / "demo" / "results" / "generate" / "tiny_llama" / "finetuned" / "num_beams_4.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(rows) == 24
+    assert {"id", "prompt", "reference", "prediction", "settings", "seed"} <= set(rows[0])
+    assert all(r["settings"]["num_beams"] == 4 for r in rows)
+    assert rows[0]["prompt"].endswith("### Response:\n")
+
+
+def test_adapter_loads_with_peft_anywhere(demo_run):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    results = demo_run / "demo" / "results"
+    base = AutoModelForCausalLM.from_pretrained(results / "build_tiny_model" / "tiny_mistral")
+    model = PeftModel.from_pretrained(base, results / "finetune" / "tiny_mistral" / "adapter")
+    assert model.peft_config["default"].r == 8
+
+
+def test_report_and_logs_are_written(demo_run):
+    demo = demo_run / "demo"
+    report = demo / "results" / "report"
+    markdown = (report / "report.md").read_text()
+    for heading in ("Model comparison", "What fine-tuning bought", "Sweep: top_k", "Sweep: num_beams",
+                    "Sweep: temperature", "Where the numbers come from"):
+        assert heading in markdown
+    assert (report / "report.html").stat().st_size > 10_000
+    for parameter in ("top_k", "num_beams", "temperature"):
+        assert (report / f"sweep_{parameter}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    loss = pd.read_csv(demo / "results" / "finetune" / "tiny_llama" / "train_log.csv")
+    assert len(loss) > 5 and loss.loss.iloc[-1] < loss.loss.iloc[0]
+    for rule in ("finetune", "generate", "score", "perplexity"):
+        assert list((demo / "benchmarks" / rule).rglob("*.tsv")), rule
+    assert "predictions written" in (demo / "logs/generate/tiny_phi/base/baseline.log").read_text()
