@@ -17,6 +17,9 @@ configfile: "config.yaml"
 validate(config, "config.schema.yaml")
 
 
+report: "reports/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/finetune.smk"

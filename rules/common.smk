@@ -74,6 +74,14 @@ def all_perplexities():
     ]
 
 
+def all_benchmarks():
+    """The benchmark files of every heavy job: the runtime table's input."""
+    files = [f"benchmarks/finetune/{m}.tsv" for m in config["models"]]
+    files += [f"benchmarks/{step}/{m}/{v}/{d}.tsv" for m, v, d in runs() for step in ("generate", "score")]
+    files += [f"benchmarks/perplexity/{m}/{v}.tsv" for m in config["models"] for v in VARIANTS]
+    return files
+
+
 def is_built(model):
     return "build" in config["models"][model]
 

@@ -24,12 +24,18 @@ rule report:
         manifest="results/prepare_data/manifest.json",
         adapters=expand("results/finetune/{model}/adapter", model=config["models"]),
         summaries=all_scores(),
+        benchmarks=all_benchmarks(),
     output:
         markdown="results/report/report.md",
         html=report(
             "results/report/report.html",
             caption="../reports/report.rst",
             category="Scores",
+        ),
+        runtime=report(
+            "results/report/runtime.csv",
+            caption="../reports/runtime.rst",
+            category="Runtime",
         ),
         plots=[
             report(
@@ -48,5 +54,6 @@ rule report:
         dataset=config["dataset"],
         baseline=config["decoding"]["baseline"],
         seed=config["seed"],
+        warm_start=config["warm_start"],
     script:
         "../scripts/report.py"

@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 
 
-def provenance(manifest_path, adapters, summaries, dataset: dict, baseline: dict, seed: int) -> dict:
+def provenance(manifest_path, adapters, summaries, dataset: dict, baseline: dict, seed: int,
+               warm_start: bool = False) -> dict:
     """Where every number came from: data, adapters, decoding, metric signatures, versions."""
     manifest = json.loads(Path(manifest_path).read_text())
     models = {}
@@ -23,6 +24,7 @@ def provenance(manifest_path, adapters, summaries, dataset: dict, baseline: dict
             "quantization": info["settings"]["quantization"],
             "global_step": info["global_step"],
             "train_loss": info["train_loss"],
+            "trust_remote_code": info["settings"].get("trust_remote_code", False),
         }
     signatures, settings, versions = {}, {}, {}
     for path in summaries:
@@ -43,13 +45,16 @@ def provenance(manifest_path, adapters, summaries, dataset: dict, baseline: dict
         "models": models,
         "metric_signatures": signatures,
         "versions": versions,
+        "warm_start": warm_start,
     }
 
 
-def run(scores_csv, manifest_path, adapters, summaries, out_dir, dataset: dict, baseline: dict, seed: int) -> dict:
+def run(scores_csv, manifest_path, adapters, summaries, out_dir, dataset: dict, baseline: dict, seed: int,
+        benchmarks=(), warm_start: bool = False) -> dict:
     from lmsweep.report import build
 
-    return build(scores_csv, provenance(manifest_path, adapters, summaries, dataset, baseline, seed), out_dir)
+    record = provenance(manifest_path, adapters, summaries, dataset, baseline, seed, warm_start)
+    return build(scores_csv, record, out_dir, benchmarks)
 
 
 def main(argv=None) -> None:
@@ -58,12 +63,13 @@ def main(argv=None) -> None:
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--adapters", nargs="+", required=True)
     parser.add_argument("--summaries", nargs="*", default=[])
+    parser.add_argument("--benchmarks", nargs="*", default=[], help="benchmark .tsv files of the jobs")
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
     manifest = json.loads(Path(args.manifest).read_text())
     run(args.scores, args.manifest, args.adapters, args.summaries, args.out_dir,
-        {"source": manifest["source"]}, {}, args.seed)
+        {"source": manifest["source"]}, {}, args.seed, args.benchmarks)
 
 
 if "snakemake" in globals():
@@ -75,6 +81,6 @@ if "snakemake" in globals():
     log_to(snakemake.log[0])
     i, p = snakemake.input, snakemake.params
     run(i.scores, i.manifest, i.adapters, i.summaries, Path(snakemake.output.html).parent,
-        p.dataset, p.baseline, p.seed)
+        p.dataset, p.baseline, p.seed, i.benchmarks, p.warm_start)
 elif __name__ == "__main__":
     main()

@@ -50,6 +50,30 @@ def sweep_tables(scores, baseline: dict):
     return tables
 
 
+def runtime_table(benchmark_files):
+    """Wall time, peak memory and CPU time of each job, from Snakemake's benchmark files.
+
+    benchmarks/<rule>/<model>[/<variant>/<decoding>].tsv: the path names the job.
+    """
+    import pandas as pd
+
+    rows = []
+    for path in benchmark_files:
+        parts = Path(path).with_suffix("").parts
+        at = parts.index("benchmarks")
+        rule, labels = parts[at + 1], parts[at + 2 :]
+        bench = pd.read_csv(path, sep="\t").iloc[-1]
+        model, variant, decoding = (list(labels) + [None, None])[:3]
+        if rule == "finetune":
+            variant = "finetuned"
+        rows.append({
+            "rule": rule, "model": model, "variant": variant, "decoding": decoding,
+            "wall_s": float(bench["s"]), "max_rss_mb": float(bench["max_rss"]), "cpu_s": float(bench["cpu_time"]),
+        })
+    table = pd.DataFrame(rows, columns=["rule", "model", "variant", "decoding", "wall_s", "max_rss_mb", "cpu_s"])
+    return table.sort_values(["rule", "model", "variant", "decoding"], na_position="first").reset_index(drop=True)
+
+
 def plot_sweep(parameter: str, table, path) -> None:
     import matplotlib
 
@@ -75,8 +99,25 @@ def _fmt(table) -> str:
     return table.to_markdown(floatfmt=".4g")
 
 
-def build(scores_csv, provenance: dict, out_dir) -> dict:
-    """Write report.md, report.html and the sweep plots to `out_dir`; return their paths."""
+def provenance_tables(provenance: dict) -> dict:
+    """The settings behind each model's adapter and each decoding config, as tables."""
+    import pandas as pd
+
+    models = pd.DataFrame([
+        {
+            "model": name, "base_model": m["base_model"], "lora_r": m["lora"]["r"], "lora_alpha": m["lora"]["alpha"],
+            "target_modules": ",".join(m["target_modules"]), "modules_to_save": ",".join(m["lora"]["modules_to_save"]),
+            "4bit": m["quantization"].get("load_in_4bit", False), "steps": m["global_step"],
+            "train_loss": m["train_loss"], "trust_remote_code": m.get("trust_remote_code", False),
+        }
+        for name, m in sorted(provenance["models"].items())
+    ]).set_index("model")
+    decoding = pd.DataFrame.from_dict(provenance["decoding_configs"], orient="index").sort_index()
+    return {"Adapters": models, "Decoding configs": decoding}
+
+
+def build(scores_csv, provenance: dict, out_dir, benchmark_files=()) -> dict:
+    """Write report.md, report.html, runtime.csv and the sweep plots to `out_dir`; return their paths."""
     import pandas as pd
 
     out_dir = Path(out_dir)
@@ -85,6 +126,14 @@ def build(scores_csv, provenance: dict, out_dir) -> dict:
     comparison = comparison_table(scores)
     gain = gain_table(scores)
     sweeps = sweep_tables(scores, provenance["baseline"])
+    runtime = runtime_table(benchmark_files)
+    runtime.to_csv(out_dir / "runtime.csv", index=False)
+    settings = provenance_tables(provenance)
+    runtime_note = (
+        "Wall time, peak memory (MB) and CPU time from Snakemake's benchmark files."
+        + (" This run used warm_start: memory and CPU count the job's launcher only, not the"
+           " forked worker; wall time is exact." if provenance.get("warm_start") else "")
+    )
 
     md = ["# lmsweep report", ""]
     md += [
@@ -109,13 +158,33 @@ def build(scores_csv, provenance: dict, out_dir) -> dict:
         plot_sweep(parameter, table, out_dir / name)
         plots[parameter] = out_dir / name
         md += [f"## Sweep: {parameter}", "", f"![{parameter}]({name})", "", _fmt(table), ""]
-    md += ["## Where the numbers come from", "", "```json", json.dumps(provenance, indent=2, sort_keys=True), "```", ""]
+    runtime_summary = runtime_summary_table(runtime)
+    md += ["## Runtime", "", runtime_note, "", _fmt(runtime_summary), ""]
+    md += ["## Where the numbers come from", ""]
+    for title, table in settings.items():
+        md += [f"### {title}", "", _fmt(table), ""]
+    md += ["Metric signatures: " + "; ".join(f"`{k}`: `{v}`" for k, v in sorted(provenance["metric_signatures"].items())), ""]
+    md += ["All provenance:", "", "```json", json.dumps(provenance, indent=2, sort_keys=True), "```", ""]
     (out_dir / "report.md").write_text("\n".join(md))
-    (out_dir / "report.html").write_text(render_html(comparison, gain, sweeps, plots, provenance))
-    return {"markdown": out_dir / "report.md", "html": out_dir / "report.html", "plots": plots}
+    (out_dir / "report.html").write_text(
+        render_html(comparison, gain, sweeps, plots, provenance, runtime_summary, runtime_note, settings)
+    )
+    return {"markdown": out_dir / "report.md", "html": out_dir / "report.html", "plots": plots,
+            "runtime": out_dir / "runtime.csv"}
 
 
-def render_html(comparison, gain, sweeps, plots, provenance) -> str:
+def runtime_summary_table(runtime):
+    """Per rule, model and decoding config: wall time and peak memory (the price of each setting)."""
+    if runtime.empty:
+        return runtime
+    table = runtime.copy()
+    table["decoding"] = table["decoding"].fillna("-")
+    return table.pivot_table(
+        index=["rule", "model", "variant", "decoding"], values=["wall_s", "max_rss_mb"], aggfunc="first"
+    )
+
+
+def render_html(comparison, gain, sweeps, plots, provenance, runtime_summary, runtime_note, settings) -> str:
     def img(path) -> str:
         data = base64.b64encode(Path(path).read_bytes()).decode()
         return f'<img alt="{html.escape(Path(path).stem)}" src="data:image/png;base64,{data}">'
@@ -137,7 +206,15 @@ def render_html(comparison, gain, sweeps, plots, provenance) -> str:
     for parameter, table in sweeps.items():
         parts += [f"<h2>Sweep: {html.escape(parameter)}</h2>", img(plots[parameter]),
                   table.to_html(float_format="{:.4g}".format)]
-    parts += ["<h2>Where the numbers come from</h2>",
+    parts += ["<h2>Runtime</h2>", f"<p>{html.escape(runtime_note)}</p>",
+              runtime_summary.to_html(float_format="{:.4g}".format)]
+    parts += ["<h2>Where the numbers come from</h2>"]
+    for title, table in settings.items():
+        parts += [f"<h3>{html.escape(title)}</h3>", table.to_html(float_format="{:.4g}".format)]
+    parts += ["<p>Metric signatures:</p><ul>"]
+    parts += [f"<li><code>{html.escape(k)}</code>: <code>{html.escape(v)}</code></li>"
+              for k, v in sorted(provenance["metric_signatures"].items())]
+    parts += ["</ul><h3>All provenance</h3>",
               f"<pre>{html.escape(json.dumps(provenance, indent=2, sort_keys=True))}</pre>",
               "</body></html>"]
     return "\n".join(parts)

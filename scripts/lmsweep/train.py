@@ -92,7 +92,8 @@ def finetune(
         task_type="CAUSAL_LM",
     )
     settings = {
-        "base_model": base_model, "revision": revision, "lora": lora, "training": training,
+        "base_model": base_model, "revision": revision, "trust_remote_code": trust_remote_code,
+        "lora": lora, "training": training,
         "quantization": quantization, "seed": seed, "device": device,
     }
     ckpt = checkpoint_dir(Path(checkpoints_root), settings)
