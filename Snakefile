@@ -6,7 +6,7 @@
 # The DAG: prepare_data -> finetune (one adapter per model) -> generate and
 # score (one job per model x decoding config) -> perplexity -> aggregate -> report.
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -14,13 +14,13 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-validate(config, "config.schema.yaml")
+# Checks the config (every mistake, in one line each), then validate()s it
+# against config.schema.yaml, which also fills in the defaults.
+include: "rules/common.smk"
 
 
 report: "reports/workflow.rst"
 
-
-include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/finetune.smk"
 include: "rules/generate.smk"

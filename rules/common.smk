@@ -1,4 +1,4 @@
-# Helpers only: config checks, get_* input and params functions, wildcard constraints.
+# The config checks, then helpers: get_* input and params functions, wildcard constraints.
 # Every setting a job depends on reaches it through params:, so that a change
 # reruns exactly the jobs whose settings changed.
 
@@ -11,38 +11,42 @@ from snakemake.logging import logger
 
 sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
 
+import yaml
+from snakemake.utils import validate
+
+from lmsweep.configcheck import cuda_visible, schema_problems, study_problems
 from lmsweep.decoding import DecodingError, moved_parameters
 from lmsweep.decoding import expand as expand_decoding
-from lmsweep.data import is_local
 from lmsweep.warm import SOCKET_ENV
 
 VARIANTS = ["finetuned", "base"]
 
 
-def config_error(message):
-    raise WorkflowError(f"config error: {message}")
+def config_error(problems):
+    raise WorkflowError(
+        "config error (nothing was run):\n  - " + "\n  - ".join(problems)
+    )
 
+
+with open(os.path.join(workflow.basedir, "config.schema.yaml")) as _schema:
+    _problems = schema_problems(config, yaml.safe_load(_schema))
+if _problems:
+    config_error(_problems)
+validate(config, "../config.schema.yaml")
 
 try:
     DECODING = expand_decoding(config["decoding"])
 except DecodingError as err:
-    config_error(str(err))
+    config_error([str(err)])
 
-for _name, _model in config["models"].items():
-    for _decoding in _model["base_decoding"]:
-        if _decoding not in DECODING:
-            config_error(
-                f"models.{_name}.base_decoding names {_decoding!r}, which is not a decoding config; "
-                f"known: {', '.join(DECODING)}"
-            )
-
-if is_local(config["dataset"]["source"]) and not os.path.exists(
-    config["dataset"]["source"]
-):
-    config_error(
-        f"dataset.source {config['dataset']['source']!r} does not exist "
-        f"(relative paths start from {os.getcwd()})"
-    )
+_problems = study_problems(
+    config,
+    list(DECODING),
+    cuda_visible=cuda_visible(),
+    local_run=workflow.local_exec and not workflow.remote_exec,
+)
+if _problems:
+    config_error(_problems)
 
 
 def _alternatives(names):

@@ -18,9 +18,11 @@ def run(score_files, perplexity_files, out_path: str, moved: dict) -> None:
 
 
 def main(argv=None) -> None:
+    from lmsweep.files import existing_path
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scores", nargs="+", required=True, help="summary JSON files from score")
-    parser.add_argument("--perplexities", nargs="*", default=[], help="JSON files from perplexity")
+    parser.add_argument("--scores", nargs="+", required=True, type=existing_path, help="summary JSON files from score")
+    parser.add_argument("--perplexities", nargs="*", default=[], type=existing_path, help="JSON files from perplexity")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     run(args.scores, args.perplexities, args.out, moved={})

@@ -30,8 +30,10 @@ def run(train_path: str, out_dir: str, build: dict, seed: int) -> None:
 
 
 def main(argv=None) -> None:
+    from lmsweep.files import existing_path
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", required=True, help="train.jsonl the tokenizer is trained on")
+    parser.add_argument("--train", required=True, type=existing_path, help="train.jsonl the tokenizer is trained on")
     parser.add_argument("--architecture", required=True, choices=["llama", "mistral", "phi"])
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--seed", type=int, default=42)

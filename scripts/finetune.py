@@ -38,17 +38,20 @@ def run(
 
 
 def main(argv=None) -> None:
+    from lmsweep.files import existing_path
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", required=True, help="train.jsonl from prepare_data")
+    parser.add_argument("--train", required=True, type=existing_path, help="train.jsonl from prepare_data")
     parser.add_argument("--base-model", required=True, help="Hub id or folder of the base model")
     parser.add_argument("--model", required=True, help="the model's short name (for messages)")
     parser.add_argument("--adapter", required=True, type=Path, help="output folder of the adapter")
-    parser.add_argument("--params", required=True, type=Path, help="JSON file: lora, training, load, seed, device")
+    parser.add_argument("--params", required=True, type=existing_path, help="JSON file: lora, training, load, seed, device")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    if not args.params.exists():
-        parser.error(f"--params {args.params} does not exist")
-    params = json.loads(args.params.read_text())
+    try:
+        params = json.loads(Path(args.params).read_text())
+    except json.JSONDecodeError as err:
+        parser.error(f"--params {args.params} is not valid JSON: {err}")
     missing = {"lora", "training", "load", "seed"} - set(params)
     if missing:
         parser.error(f"--params {args.params} lacks the key(s) {', '.join(sorted(missing))}")

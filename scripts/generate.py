@@ -55,8 +55,10 @@ def run(
 
 
 def main(argv=None) -> None:
+    from lmsweep.files import existing_path
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--test", required=True, help="test.jsonl from prepare_data")
+    parser.add_argument("--test", required=True, type=existing_path, help="test.jsonl from prepare_data")
     parser.add_argument("--base-model", required=True)
     parser.add_argument("--adapter", default=None, help="LoRA adapter folder; omit for the base model")
     parser.add_argument("--settings", required=True, type=json.loads, help="generate() settings as JSON")

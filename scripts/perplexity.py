@@ -55,8 +55,10 @@ def run(
 
 
 def main(argv=None) -> None:
+    from lmsweep.files import existing_path
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--test", required=True)
+    parser.add_argument("--test", required=True, type=existing_path)
     parser.add_argument("--base-model", required=True)
     parser.add_argument("--adapter", default=None, help="omit for the base model")
     parser.add_argument("--out", required=True)

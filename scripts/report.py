@@ -58,10 +58,12 @@ def run(scores_csv, manifest_path, adapters, summaries, out_dir, dataset: dict, 
 
 
 def main(argv=None) -> None:
+    from lmsweep.files import existing_path
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scores", required=True)
-    parser.add_argument("--manifest", required=True)
-    parser.add_argument("--adapters", nargs="+", required=True)
+    parser.add_argument("--scores", required=True, type=existing_path)
+    parser.add_argument("--manifest", required=True, type=existing_path)
+    parser.add_argument("--adapters", nargs="+", required=True, type=existing_path)
     parser.add_argument("--summaries", nargs="*", default=[])
     parser.add_argument("--benchmarks", nargs="*", default=[], help="benchmark .tsv files of the jobs")
     parser.add_argument("--out-dir", required=True)

@@ -62,8 +62,10 @@ def run(
 
 
 def main(argv=None) -> None:
+    from lmsweep.files import existing_path
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--predictions", required=True, help="JSONL from generate")
+    parser.add_argument("--predictions", required=True, type=existing_path, help="JSONL from generate")
     parser.add_argument("--out", required=True, help="summary JSON")
     parser.add_argument("--per-example", required=True, help="per-example CSV")
     parser.add_argument("--bleu-tokenize", default="13a")

@@ -90,7 +90,7 @@ def validate(records, on_invalid: str = "error", duplicates: str = "drop"):
     """
     if not records:
         raise DatasetError("the dataset holds no records")
-    kept, dropped, seen = [], Counter(), {}
+    kept, dropped, seen, repeats = [], Counter(), {}, 0
     for number, record in enumerate(records, start=1):
         problem = record_problem(record)
         if problem:
@@ -102,6 +102,7 @@ def validate(records, on_invalid: str = "error", duplicates: str = "drop"):
             continue
         key = (record["instruction"].strip(), record["input"].strip())
         if key in seen:
+            repeats += 1
             if duplicates == "error":
                 raise DatasetError(
                     f"record {number} repeats the instruction and input of record {seen[key]}; "
@@ -115,7 +116,7 @@ def validate(records, on_invalid: str = "error", duplicates: str = "drop"):
         kept.append({"id": number, **{f: record[f] for f in FIELDS}})
     if not kept:
         raise DatasetError(f"no usable record is left after dropping {dict(dropped)}")
-    return kept, {"records_read": len(records), "dropped": dict(dropped)}
+    return kept, {"records_read": len(records), "dropped": dict(dropped), "duplicates": repeats}
 
 
 def _size(value, total: int, key: str) -> int:

@@ -119,3 +119,12 @@ def log_to(path) -> None:
     stream = open(path, "a", buffering=1)
     sys.stdout = sys.stderr = stream
     logging.basicConfig(stream=stream, level=logging.INFO, force=True)
+
+
+def existing_path(path: str) -> str:
+    """argparse type: a path that must exist (the step's input)."""
+    import argparse
+
+    if not os.path.exists(path):
+        raise argparse.ArgumentTypeError(f"{path} does not exist")
+    return path

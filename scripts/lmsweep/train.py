@@ -71,6 +71,12 @@ def finetune(
 
     device = resolve_device(device)
     load_in_4bit = bool(quantization.get("load_in_4bit"))
+    # Settle the LoRA targets from the config alone: an unknown architecture
+    # fails here, before gigabytes of weights are loaded.
+    from transformers import AutoConfig
+
+    model_type = AutoConfig.from_pretrained(base_model, revision=revision, trust_remote_code=trust_remote_code).model_type
+    targets = lora_targets(model_type, lora.get("target_modules"), model_name)
     model = load_base_model(
         base_model, device, revision=revision, trust_remote_code=trust_remote_code,
         quantization=quantization, name=model_name,
@@ -86,7 +92,7 @@ def finetune(
         r=lora["r"],
         lora_alpha=lora["alpha"],
         lora_dropout=lora["dropout"],
-        target_modules=lora_targets(model.config.model_type, lora.get("target_modules"), model_name),
+        target_modules=targets,
         modules_to_save=lora.get("modules_to_save") or None,
         bias="none",
         task_type="CAUSAL_LM",
