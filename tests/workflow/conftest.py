@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+HF_TOKEN = "hf_lmsweepTestTokenNeverWritten0123456789"
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "config.schema.yaml", "rules", "scripts", "envs", "reports", "profiles")
 
 
@@ -73,7 +74,8 @@ def edit_config(workflow: Path, change) -> None:
 def demo_run(tmp_path_factory):
     """A finished demo run: the workflow copy with demo/results in it."""
     workflow = copy_workflow(tmp_path_factory.mktemp("demo_run") / "workflow")
-    snakemake(workflow, "--cores", "2")
+    # A Hub token in the environment, as users have it: it must never be written anywhere.
+    snakemake(workflow, "--cores", "2", env={"HF_TOKEN": HF_TOKEN})
     return workflow
 
 

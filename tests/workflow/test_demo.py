@@ -6,6 +6,8 @@ import math
 import pandas as pd
 import pytest
 
+from conftest import HF_TOKEN
+
 pytestmark = pytest.mark.workflow
 
 MODELS = ["tiny_llama", "tiny_mistral", "tiny_phi"]
@@ -95,3 +97,10 @@ def test_report_and_logs_are_written(demo_run):
     for rule in ("finetune", "generate", "score", "perplexity"):
         assert list((demo / "benchmarks" / rule).rglob("*.tsv")), rule
     assert "predictions written" in (demo / "logs/generate/tiny_phi/base/baseline.log").read_text()
+
+
+def test_the_hub_token_is_never_written(demo_run):
+    written = [p for p in (demo_run / "demo").rglob("*") if p.is_file()]
+    assert len(written) > 300
+    leaks = [p for p in written if HF_TOKEN.encode() in p.read_bytes()]
+    assert not leaks, leaks
