@@ -1,0 +1,293 @@
+"""Loading, validating and splitting Alpaca-format data; the demo's own task set."""
+
+import json
+import re
+from collections import Counter
+
+import pandas as pd
+import pytest
+
+from lmsweep import data
+from lmsweep.data import DatasetError
+from lmsweep.demo_data import CAPITALS, NUMBER_WORDS, make_tasks
+
+RECORDS = [
+    {"instruction": "Add the two numbers.", "input": "1 and 2", "output": "3"},
+    {"instruction": "Name a colour.", "input": "", "output": "red"},
+    {"instruction": "Reverse the words.", "input": "a b c", "output": "c b a"},
+]
+
+
+def numbered(n):
+    return [{"id": i, "instruction": f"task {i}", "input": "", "output": f"answer {i}"} for i in range(1, n + 1)]
+
+
+# --- load_records --------------------------------------------------------------------------------------------
+
+
+def test_load_json_array(tmp_path):
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(RECORDS))
+    assert data.load_records(str(path)) == RECORDS
+
+
+def test_load_jsonl_skips_blank_lines(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in RECORDS[:2]) + "\n\n" + json.dumps(RECORDS[2]) + "\n")
+    assert data.load_records(str(path)) == RECORDS
+
+
+def test_load_parquet(tmp_path):
+    path = tmp_path / "d.parquet"
+    pd.DataFrame(RECORDS).to_parquet(path)
+    assert data.load_records(str(path)) == RECORDS
+
+
+def test_synthetic_source_is_the_demo_task_set():
+    assert data.load_records("synthetic", synthetic={"n": 20}, seed=5) == make_tasks(n=20, seed=5)
+
+
+def test_invalid_jsonl_line_names_its_line_number(tmp_path):
+    path = tmp_path / "d.jsonl"
+    # A blank line before the bad one: the number is the line in the file, not the record count.
+    path.write_text(json.dumps(RECORDS[0]) + "\n\n" + '{"instruction": "x", ' + "\n" + json.dumps(RECORDS[1]) + "\n")
+    with pytest.raises(DatasetError, match=r"line 3\b.*not valid JSON") as err:
+        data.load_records(str(path))
+    assert str(path) in str(err.value)
+
+
+def test_invalid_json_file(tmp_path):
+    path = tmp_path / "d.json"
+    path.write_text('[{"instruction": "x"')
+    with pytest.raises(DatasetError, match="not valid JSON"):
+        data.load_records(str(path))
+
+
+def test_json_that_is_not_an_array(tmp_path):
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(RECORDS[0]))
+    with pytest.raises(DatasetError, match="JSON array.*found dict"):
+        data.load_records(str(path))
+
+
+@pytest.mark.parametrize("name, text", [("d.json", ""), ("d.jsonl", ""), ("d.jsonl", "\n  \n")])
+def test_empty_file(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(DatasetError, match="is empty"):
+        data.load_records(str(path))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: data._load_local reads .parquet before its empty-file check, so a 0-byte .parquet "
+    "raises pyarrow's ArrowInvalid instead of DatasetError",
+)
+def test_empty_parquet_file(tmp_path):
+    path = tmp_path / "d.parquet"
+    path.write_bytes(b"")
+    with pytest.raises(DatasetError):
+        data.load_records(str(path))
+
+
+@pytest.mark.parametrize("name", ["missing.json", "missing.jsonl", "missing.parquet"])
+def test_missing_file(tmp_path, name):
+    with pytest.raises(DatasetError, match="does not exist.*dataset.source"):
+        data.load_records(str(tmp_path / name))
+
+
+def test_is_local():
+    assert data.is_local("data/alpaca.jsonl")
+    assert data.is_local("./alpaca")
+    assert data.is_local("/abs/alpaca")
+    assert not data.is_local("tatsu-lab/alpaca")
+
+
+# --- validate ------------------------------------------------------------------------------------------------
+
+
+def test_valid_records_get_their_1_based_position_as_id():
+    kept, report = data.validate(RECORDS)
+    assert [r["id"] for r in kept] == [1, 2, 3]
+    assert [{k: r[k] for k in data.FIELDS} for r in kept] == RECORDS
+    assert report["records_read"] == 3 and report["dropped"] == {}
+
+
+def test_validate_keeps_only_the_alpaca_fields():
+    kept, _ = data.validate([{**RECORDS[0], "text": "extra", "id": 99}])
+    assert kept == [{"id": 1, **RECORDS[0]}]
+
+
+@pytest.mark.parametrize(
+    "bad, problem",
+    [
+        ({"instruction": "x", "output": "y"}, "has no field input"),
+        ({"instruction": "x", "input": "", "output": 7}, "field output is int, not a string"),
+        ({"instruction": "x", "input": None, "output": "y"}, "field input is NoneType, not a string"),
+        ({"instruction": "x", "input": "", "output": "  "}, "has an empty output"),
+        ({"instruction": "", "input": "", "output": "y"}, "has an empty instruction"),
+        (["x", "", "y"], "is a list, not an object"),
+    ],
+)
+def test_invalid_record_stops_with_its_number(bad, problem):
+    records = [RECORDS[0], RECORDS[1], bad, RECORDS[2]]
+    with pytest.raises(DatasetError, match=rf"^record 3 {re.escape(problem)}; .*on_invalid: drop"):
+        data.validate(records, on_invalid="error")
+
+
+def test_invalid_records_are_counted_and_dropped():
+    records = [
+        RECORDS[0],
+        {"instruction": "x", "output": "y"},
+        {"instruction": "x", "input": "", "output": ""},
+        RECORDS[1],
+        {"instruction": "z", "input": "", "output": ""},
+    ]
+    kept, report = data.validate(records, on_invalid="drop")
+    assert [r["id"] for r in kept] == [1, 4]  # positions in the source, not in the kept list
+    assert report["records_read"] == 5
+    assert report["dropped"] == {"has no field input": 1, "has an empty output": 2}
+
+
+def test_nothing_valid_left_is_an_error():
+    with pytest.raises(DatasetError, match="no usable record"):
+        data.validate([{"instruction": "x"}], on_invalid="drop")
+
+
+def test_no_records_is_an_error():
+    with pytest.raises(DatasetError, match="no records"):
+        data.validate([])
+
+
+DUPLICATED = [
+    {"instruction": "Add.", "input": "1 and 2", "output": "3"},
+    {"instruction": "Other.", "input": "", "output": "x"},
+    {"instruction": " Add. ", "input": "1 and 2 ", "output": "three"},  # same after stripping
+]
+
+
+def test_duplicates_drop_keeps_the_first():
+    kept, report = data.validate(DUPLICATED, duplicates="drop")
+    assert [(r["id"], r["output"]) for r in kept] == [(1, "3"), (2, "x")]
+    assert report["dropped"] == {"duplicate": 1}
+    assert report["duplicates"] == 1
+
+
+def test_duplicates_keep():
+    kept, report = data.validate(DUPLICATED, duplicates="keep")
+    assert [r["id"] for r in kept] == [1, 2, 3]
+    assert report["dropped"] == {}
+    assert report["duplicates"] == 1  # counted, though kept
+
+
+def test_duplicates_error_names_both_records():
+    with pytest.raises(DatasetError, match=r"record 3 repeats .* of record 1"):
+        data.validate(DUPLICATED, duplicates="error")
+
+
+# --- split ---------------------------------------------------------------------------------------------------
+
+
+def ids(records):
+    return [r["id"] for r in records]
+
+
+def test_split_is_deterministic_for_a_seed():
+    records = numbered(50)
+    assert data.split(records, 10, seed=3) == data.split(records, 10, seed=3)
+
+
+def test_split_differs_for_another_seed():
+    records = numbered(50)
+    assert ids(data.split(records, 10, seed=3)[1]) != ids(data.split(records, 10, seed=4)[1])
+
+
+def test_split_counts_and_rest():
+    train, test = data.split(numbered(50), 10, seed=0)
+    assert len(test) == 10 and len(train) == 40
+    assert sorted(ids(train) + ids(test)) == list(range(1, 51))  # every record in exactly one set
+    assert ids(test) == sorted(ids(test)) and ids(train) == sorted(ids(train))  # in source order
+
+
+def test_split_fractions():
+    train, test = data.split(numbered(40), 0.25, train_size=0.5, seed=0)
+    assert (len(train), len(test)) == (20, 10)
+    assert not set(ids(train)) & set(ids(test))
+
+
+def test_split_explicit_train_count_leaves_the_rest_unused():
+    train, test = data.split(numbered(40), 5, train_size=12, seed=1)
+    assert (len(train), len(test)) == (12, 5)
+    assert not set(ids(train)) & set(ids(test))
+
+
+def test_test_set_does_not_depend_on_train_size():
+    records = numbered(40)
+    assert data.split(records, 5, train_size=10, seed=2)[1] == data.split(records, 5, seed=2)[1]
+
+
+@pytest.mark.parametrize(
+    "test_size, train_size",
+    [(10, 1), (0, None), (11, None), (0.01, None), (5, 6), (1.0, None)],
+)
+def test_sizes_that_do_not_fit(test_size, train_size):
+    with pytest.raises(DatasetError, match="10 valid records exist"):
+        data.split(numbered(10), test_size, train_size=train_size, seed=0)
+
+
+def test_overlap_counts_test_records_seen_in_train():
+    train = [{"instruction": "a", "input": ""}, {"instruction": "b", "input": "x"}]
+    test = [
+        {"instruction": "a", "input": " "},  # same as train[0] after stripping
+        {"instruction": "b", "input": "y"},
+        {"instruction": "b", "input": "x"},
+        {"instruction": "c", "input": ""},
+    ]
+    assert data.overlap(train, test) == 2
+    assert data.overlap(train, []) == 0
+
+
+# --- the demo task set -----------------------------------------------------------------------------------------
+
+
+def test_make_tasks_is_deterministic_for_a_seed():
+    assert make_tasks(n=50, seed=1) == make_tasks(n=50, seed=1)
+    assert make_tasks(n=50, seed=1) != make_tasks(n=50, seed=2)
+
+
+def check_answer(record) -> str:
+    """The kind of task, after checking its answer follows from its prompt."""
+    instruction, given, output = record["instruction"], record["input"], record["output"]
+    words = given.split()
+    if instruction == "Add the two numbers.":
+        a, b = (int(x) for x in given.split(" and "))
+        assert output == str(a + b)
+        return "add"
+    if instruction == "Reverse the order of the words.":
+        assert output.split() == words[::-1]
+        return "reverse"
+    if instruction == "Sort the words in alphabetical order.":
+        assert output.split() == sorted(words)
+        return "sort"
+    if instruction.startswith("How many words"):
+        assert output == f"There are {NUMBER_WORDS[len(words)]} words."
+        return "count"
+    if instruction == "Write the word in capital letters.":
+        assert output == given.upper() and len(words) == 1
+        return "upper"
+    country = re.fullmatch(r"What is the capital of (\w+)\?", instruction).group(1)
+    assert given == "" and output == f"The capital of {country} is {CAPITALS[country]}."
+    return "capital"
+
+
+def test_demo_answers_follow_from_their_prompts():
+    records = make_tasks(n=300, seed=42)
+    kinds = Counter(check_answer(r) for r in records)
+    assert set(kinds) == {"add", "reverse", "sort", "count", "upper", "capital"}
+
+
+def test_demo_tasks_are_valid_and_hold_duplicates():
+    records = make_tasks(n=300, seed=42)
+    kept, report = data.validate(records, on_invalid="error", duplicates="drop")
+    assert report["dropped"]["duplicate"] > 0  # "duplicates are left in, as in real data"
+    assert len(kept) + report["dropped"]["duplicate"] == 300

@@ -1,0 +1,270 @@
+"""LoRA fine-tuning on a tiny Llama (CPU): outputs, resuming, stale checkpoints, determinism, a pinned run."""
+
+import csv
+import json
+import math
+import shutil
+
+import pytest
+
+from lmsweep import train
+from lmsweep.files import write_jsonl
+from lmsweep.models import LORA_TARGETS
+from lmsweep.prompts import format_prompt
+
+LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": None, "modules_to_save": ["embed_tokens", "lm_head"]}
+TRAINING = {
+    "epochs": 1, "max_steps": 6, "batch_size": 4, "gradient_accumulation_steps": 1,
+    "learning_rate": 3.0e-3, "lr_scheduler": "linear", "warmup": 0, "weight_decay": 0.0,
+    "optim": "adamw_torch", "max_length": 256, "gradient_checkpointing": False,
+    "logging_steps": 1, "save_steps": 3,
+}
+SEED = 7
+
+
+@pytest.fixture(scope="module")
+def train_path(tmp_path_factory, demo_records):
+    path = tmp_path_factory.mktemp("data") / "train.jsonl"
+    write_jsonl(path, demo_records[:40])
+    return path
+
+
+def finetune(base, train_path, folder, **training_changes):
+    """One run into `folder` (adapter/, train_log.csv, checkpoints/), as rule finetune lays it out."""
+    info = train.finetune(
+        train_path, str(base), folder / "adapter", folder / "train_log.csv", folder / "checkpoints",
+        model_name="tiny_llama", lora=LORA, training={**TRAINING, **training_changes},
+        quantization={"load_in_4bit": False}, seed=SEED, device="cpu",
+    )
+    return info
+
+
+def adapter_weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(folder / "adapter" / "adapter_model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def run_a(tiny_llama, train_path, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run_a")
+    return folder, finetune(tiny_llama, train_path, folder)
+
+
+@pytest.fixture(scope="module")
+def run_b(tiny_llama, train_path, tmp_path_factory):
+    """A second run from scratch, same settings, another folder."""
+    folder = tmp_path_factory.mktemp("run_b")
+    return folder, finetune(tiny_llama, train_path, folder)
+
+
+# --- what a run writes -----------------------------------------------------------------------------------------
+
+
+def test_adapter_loads_with_peft_and_changes_the_model(run_a, tiny_llama, demo_records):
+    import torch
+    from peft import PeftModel
+
+    from lmsweep.models import load_for_inference, load_tokenizer
+
+    folder, _ = run_a
+    base = load_for_inference(str(tiny_llama), None, "cpu")
+    tuned = load_for_inference(str(tiny_llama), str(folder / "adapter"), "cpu")
+    assert isinstance(tuned, PeftModel)
+    ids = load_tokenizer(str(tiny_llama))(format_prompt(demo_records[0]), return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert not torch.allclose(base(input_ids=ids).logits, tuned(input_ids=ids).logits)
+
+
+def test_adapter_config(run_a):
+    folder, _ = run_a
+    config = json.loads((folder / "adapter" / "adapter_config.json").read_text())
+    assert config["r"] == LORA["r"]
+    assert config["lora_alpha"] == LORA["alpha"]
+    assert sorted(config["target_modules"]) == sorted(LORA_TARGETS["llama"])
+    assert sorted(config["modules_to_save"]) == ["embed_tokens", "lm_head"]
+    assert config["task_type"] == "CAUSAL_LM"
+
+
+def test_adapter_holds_lora_and_full_modules(run_a):
+    weights = adapter_weights(run_a[0])
+    lora_a = [k for k in weights if "lora_A" in k]
+    assert len(lora_a) == len(LORA_TARGETS["llama"])  # one layer
+    assert any(k.endswith("embed_tokens.weight") for k in weights)
+    assert any(k.endswith("lm_head.weight") for k in weights)
+
+
+def test_training_info_records_settings_and_versions(run_a):
+    folder, info = run_a
+    saved = json.loads((folder / "adapter" / "training_info.json").read_text())
+    assert saved == json.loads(json.dumps(info))
+    assert saved["model"] == "tiny_llama"
+    assert saved["resumed_from"] is None
+    assert saved["global_step"] == TRAINING["max_steps"]
+    assert math.isfinite(saved["train_loss"]) and saved["train_loss"] > 0
+    settings = saved["settings"]
+    assert settings["lora"] == LORA and settings["training"] == TRAINING
+    assert settings["seed"] == SEED and settings["device"] == "cpu"
+    assert settings["quantization"] == {"load_in_4bit": False}
+    assert saved["target_modules"] == sorted(LORA_TARGETS["llama"])
+    for package in ("torch", "transformers", "peft", "trl"):
+        assert saved["versions"][package], package
+
+
+def test_loss_log_has_one_row_per_step(run_a):
+    folder, info = run_a
+    with open(folder / "train_log.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in rows] == list(range(1, TRAINING["max_steps"] + 1))
+    losses = [float(r["loss"]) for r in rows]
+    assert all(math.isfinite(x) and x > 0 for x in losses)
+    assert sum(losses) / len(losses) == pytest.approx(info["train_loss"], rel=1e-2)
+    rates = [float(r["learning_rate"]) for r in rows]
+    assert rates[0] == pytest.approx(TRAINING["learning_rate"]) and rates == sorted(rates, reverse=True)
+
+
+def test_the_tokenizer_is_saved_beside_the_adapter(run_a, tiny_llama):
+    from lmsweep.models import load_tokenizer
+
+    saved = load_tokenizer(str(run_a[0] / "adapter"))
+    original = load_tokenizer(str(tiny_llama))
+    assert saved.get_vocab() == original.get_vocab()
+
+
+def test_sft_dataset_is_prompt_and_completion(train_path, demo_records):
+    dataset = train.sft_dataset(train_path)
+    assert len(dataset) == 40
+    assert dataset[3] == {"prompt": format_prompt(demo_records[3]), "completion": demo_records[3]["output"]}
+
+
+# --- checkpoints: resume, stale settings -----------------------------------------------------------------------
+
+
+def test_checkpoint_dir_is_keyed_by_settings_and_removes_stale_ones(tmp_path):
+    root = tmp_path / "checkpoints"
+    first = train.checkpoint_dir(root, {"lr": 1})
+    (first / "checkpoint-3").mkdir()
+    assert train.checkpoint_dir(root, {"lr": 1}) == first
+    assert (first / "checkpoint-3").is_dir()  # same settings: kept for resuming
+    second = train.checkpoint_dir(root, {"lr": 2})
+    assert second != first and not first.exists()
+    assert json.loads((second / "settings.json").read_text()) == {"lr": 2}
+    assert train.settings_key({"a": 1, "b": 2}) == train.settings_key({"b": 2, "a": 1})
+
+
+def test_last_checkpoint_passes_over_one_cut_off_mid_save(tmp_path):
+    for step in (3, 6, 9):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    for step in (3, 6):
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (tmp_path / "checkpoint-9" / "trainer_state.json").write_text('{"global_st')  # killed while writing
+    (tmp_path / "checkpoint-final").mkdir()
+    assert train.last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-6")
+    assert train.last_checkpoint(tmp_path / "checkpoint-3") is None
+
+
+def test_logged_loss_weights_each_logged_loss_by_its_steps():
+    history = [{"loss": 4.0, "step": 2}, {"loss": 1.0, "step": 3}, {"train_runtime": 1.0, "step": 3}]
+    assert train.logged_loss(history) == pytest.approx((4.0 * 2 + 1.0) / 3)
+    assert train.logged_loss([]) is None
+
+
+@pytest.fixture(scope="module")
+def resumed(run_b, tiny_llama, train_path, tmp_path_factory):
+    """Run B's folder after a crash that lost the last checkpoint, rerun; then rerun once more, finished."""
+    folder = tmp_path_factory.mktemp("resumed") / "run"
+    shutil.copytree(run_b[0], folder)
+    (key,) = [p for p in (folder / "checkpoints").iterdir() if p.is_dir()]
+    shutil.rmtree(key / f"checkpoint-{TRAINING['max_steps']}")
+    after_crash = finetune(tiny_llama, train_path, folder)
+    crash_weights, crash_log = adapter_weights(folder), loss_log(folder)
+    after_finished = finetune(tiny_llama, train_path, folder)
+    return {
+        "after_crash": after_crash, "crash_weights": crash_weights, "crash_log": crash_log,
+        "after_finished": after_finished, "finished_log": loss_log(folder),
+    }
+
+
+def loss_log(folder):
+    with open(folder / "train_log.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_a_rerun_resumes_from_the_newest_checkpoint(resumed):
+    assert resumed["after_crash"]["resumed_from"] == "checkpoint-3"
+    assert resumed["after_crash"]["global_step"] == TRAINING["max_steps"]
+    assert resumed["after_finished"]["resumed_from"] == "checkpoint-6"
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(resumed, run_a):
+    import torch
+
+    expected, got = adapter_weights(run_a[0]), resumed["crash_weights"]
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    assert resumed["crash_log"] == loss_log(run_a[0])  # steps 1-3 from the checkpoint, 4-6 trained again
+
+
+def test_a_resumed_run_records_the_runs_train_loss(resumed, run_a):
+    # Not the Trainer's training_loss, which after a resume averages only the steps trained since.
+    assert resumed["after_crash"]["train_loss"] == pytest.approx(run_a[1]["train_loss"], rel=1e-6)
+
+
+def test_a_rerun_of_a_finished_run_trains_no_further(resumed):
+    # max_steps ends mid-epoch here: resuming the Trainer from its final checkpoint would take a 7th step.
+    assert resumed["after_finished"]["global_step"] == TRAINING["max_steps"]
+    assert len(resumed["finished_log"]) == TRAINING["max_steps"]
+
+
+def test_a_rerun_of_a_finished_run_keeps_the_adapter(tiny_llama, train_path, tmp_path):
+    """With a constant learning rate an extra step past max_steps would show in the weights."""
+    import torch
+
+    finetune(tiny_llama, train_path, tmp_path, lr_scheduler="constant")
+    before = adapter_weights(tmp_path)
+    info = finetune(tiny_llama, train_path, tmp_path, lr_scheduler="constant")
+    assert info["resumed_from"] == "checkpoint-6"
+    after = adapter_weights(tmp_path)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_changed_setting_starts_afresh_and_removes_the_stale_checkpoints(run_b, tiny_llama, train_path, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(run_b[0], folder)
+    (old,) = [p.name for p in (folder / "checkpoints").iterdir() if p.is_dir()]
+    info = finetune(tiny_llama, train_path, folder, learning_rate=1.0e-3)
+    assert info["resumed_from"] is None
+    (new,) = [p for p in (folder / "checkpoints").iterdir() if p.is_dir()]
+    assert new.name != old
+    assert json.loads((new / "settings.json").read_text())["training"]["learning_rate"] == 1.0e-3
+    assert info["settings"]["training"]["learning_rate"] == 1.0e-3
+
+
+# --- determinism and the pinned run --------------------------------------------------------------------------
+
+
+def test_training_is_deterministic(run_a, run_b):
+    import torch
+
+    a, b = adapter_weights(run_a[0]), adapter_weights(run_b[0])
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert run_a[1]["train_loss"] == run_b[1]["train_loss"]
+
+
+# Observed on torch 2.13.0+cpu, transformers 5.24.0, peft 0.21.2, trl 1.16.0 (CPU): the tiny Llama of
+# conftest (seed 0), the first 40 demo records of make_tasks(n=60, seed=11), LORA/TRAINING above, seed 7.
+PINNED_TRAIN_LOSS = 5.580782334009807
+PINNED_SUM_ABS_LORA_A = 83.34769439697266
+PINNED_SUM_ABS_LORA_B = 7.228314638137817
+
+
+def test_regression_pinned_tiny_run(run_a):
+    folder, info = run_a
+    weights = adapter_weights(folder)
+    sum_a = sum(v.abs().sum().item() for k, v in weights.items() if "lora_A" in k)
+    sum_b = sum(v.abs().sum().item() for k, v in weights.items() if "lora_B" in k)
+    print(f"train_loss={info['train_loss']!r} sum_abs_lora_A={sum_a!r} sum_abs_lora_B={sum_b!r}")  # to re-pin
+    assert info["train_loss"] == pytest.approx(PINNED_TRAIN_LOSS, rel=1e-3)
+    assert sum_a == pytest.approx(PINNED_SUM_ABS_LORA_A, rel=1e-3)
+    assert sum_b == pytest.approx(PINNED_SUM_ABS_LORA_B, rel=1e-3)
