@@ -41,6 +41,7 @@ def run(
     table = pd.DataFrame({"id": [r["id"] for r in rows], "prediction": preds, "reference": refs})
     for name, result in results.items():
         table[name] = result["per_example"]
+    table["seed"] = seed  # the CSV travels alone; the signatures are in the summary JSON beside it
     with atomic_path(per_example_path) as tmp:
         table.to_csv(tmp, index=False)
     first = rows[0]

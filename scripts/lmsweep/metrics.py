@@ -72,30 +72,74 @@ def bertscore(
     rescale_with_baseline: bool = False,
     idf: bool = False,
     device: str = "cpu",
+    log=print,
 ) -> dict:
     """BERTScore F1 per example; an empty prediction scores 0.
+
+    bert-score's own functions embed the sentences (in batches, halved on
+    out-of-memory) and match each pair's tokens greedily. The loop around them
+    is ours: bert_score.score pads each batch of pairs and lets the padding count
+    as similarity 0 in the greedy matching, so a pair's F1 there depends on the
+    batch it lands in (by up to 0.02 on the demo tasks; Tiiiger/bert_score#197).
+    Here each pair is matched alone, as bert_score.score(..., batch_size=1)
+    does: the same F1 whatever the batch size, up to float rounding (~1e-7 in
+    an embedding; more in F1 = 2PR/(P+R) where P and R nearly cancel).
 
     bert-score 0.3.13 crashes on an empty string under transformers 5 (it calls
     a tokenizer method that no longer exists), so empty pairs never reach it.
     """
-    from bert_score import score as bert_score
-    from bert_score.utils import get_hash
+    import os
+    from collections import defaultdict
+
+    import bert_score
+    import torch
+    from bert_score.utils import (
+        get_bert_embedding, get_hash, get_idf_dict, get_model, get_tokenizer, greedy_cos_idf,
+    )
+
+    from lmsweep.generation import run_batches
 
     load_from, name = resolve_bertscore_model(model_type)
     keep = [i for i, p in enumerate(predictions) if p.strip()]
     per_example = [0.0] * len(predictions)
     if keep:
-        _, _, f1 = bert_score(
-            [predictions[i] for i in keep],
-            [references[i] for i in keep],
-            model_type=load_from,
-            num_layers=num_layers,
-            batch_size=batch_size,
-            lang=lang,
-            rescale_with_baseline=rescale_with_baseline,
-            idf=idf,
-            device=device,
-        )
+        cands, refs = [predictions[i] for i in keep], [references[i] for i in keep]
+        baseline_path = os.path.join(os.path.dirname(bert_score.__file__), f"rescale_baseline/{lang}/{load_from}.tsv")
+        if rescale_with_baseline and not os.path.isfile(baseline_path):
+            # bert_score.score only warns here and returns unrescaled numbers.
+            raise MetricSetupError(f"bert-score has no rescaling baseline for {name} ({lang}): {baseline_path}")
+        tokenizer = get_tokenizer(load_from)
+        model = get_model(load_from, num_layers).to(device)
+        log(f"BERTScore of {len(keep)} pairs: {name}, layer {num_layers}, batch size {batch_size}")
+        if idf:
+            weights = get_idf_dict(refs, tokenizer)
+        else:  # as bert_score.score: every token weighs 1, [CLS] and [SEP] nothing
+            weights = defaultdict(lambda: 1.0, {tokenizer.sep_token_id: 0, tokenizer.cls_token_id: 0})
+
+        def embed(batch):
+            emb, mask, idf_weights = get_bert_embedding(batch, model, tokenizer, weights, device=device)
+            return [(emb[i, :n].cpu(), idf_weights[i, :n].cpu()) for i, n in enumerate(mask.sum(dim=1).tolist())]
+
+        # Longest first, as bert-score does, so that a batch that runs out of memory does so at once; ties
+        # in text order, not in set order (which moves with PYTHONHASHSEED, and the batches with it).
+        sentences = sorted(set(cands + refs), key=lambda s: (-len(s.split(" ")), s))
+        stats = dict(zip(sentences, run_batches(sentences, batch_size, embed, log=log)))
+        f1 = []
+        for cand, ref in zip(cands, refs):
+            (h, h_idf), (r, r_idf) = stats[cand], stats[ref]
+            # greedy_cos_idf normalises its arguments in place: give it copies.
+            _, _, f = greedy_cos_idf(
+                r[None].clone(), torch.ones(1, len(r)), r_idf[None].clone(),
+                h[None].clone(), torch.ones(1, len(h)), h_idf[None].clone(),
+            )
+            f1.append(f)
+        f1 = torch.cat(f1)
+        if rescale_with_baseline:
+            import pandas as pd
+
+            # The F column (after LAYER, P, R) of the model's row, in float32 as bert_score.score has it.
+            baseline = torch.tensor(pd.read_csv(baseline_path).iloc[num_layers].to_numpy()[3], dtype=torch.float32)
+            f1 = (f1 - baseline) / (1 - baseline)
         for i, value in zip(keep, f1.tolist()):
             per_example[i] = value
     return {

@@ -28,15 +28,18 @@ def encode(tokenizer, record) -> tuple:
     return full, common_prefix_length(prompt_ids, full)
 
 
-def answer_nll(model, tokenizer, records, batch_size: int = 8):
-    """Per-example (summed NLL in nats, answer token count)."""
+def answer_nll(model, tokenizer, records, batch_size: int = 8, log=print):
+    """Per-example (summed NLL in nats, answer token count); the batch is halved on out-of-memory."""
     import torch
+
+    from lmsweep.generation import run_batches
 
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
-    out = []
-    for start in range(0, len(records), batch_size):
-        encoded = [encode(tokenizer, r) for r in records[start : start + batch_size]]
+
+    def batch_nll(batch):
+        out = []
+        encoded = [encode(tokenizer, r) for r in batch]
         width = max(len(ids) for ids, _ in encoded)
         input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
         attention = torch.zeros_like(input_ids)
@@ -55,7 +58,9 @@ def answer_nll(model, tokenizer, records, batch_size: int = 8):
         for row in range(len(encoded)):
             mask = targets[row] != -100
             out.append((nll[row][mask].sum().item(), int(mask.sum().item())))
-    return out
+        return out
+
+    return run_batches(records, batch_size, batch_nll, log=log)
 
 
 def perplexity(per_example) -> float:

