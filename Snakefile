@@ -26,6 +26,7 @@ include: "rules/finetune.smk"
 include: "rules/generate.smk"
 include: "rules/score.smk"
 include: "rules/report.smk"
+include: "rules/prefetch.smk"
 
 
 onstart:

@@ -18,7 +18,8 @@ rule finetune:
         "../envs/train.yaml"
     threads: get_resource("finetune", "threads", 4)
     resources:
-        gpu=gpus(),
+        # Above 1 GPU, scripts/finetune.py starts one training process per GPU (accelerate launch).
+        gpu=get_resource("finetune", "gpus", gpus()),
         runtime=get_resource("finetune", "runtime", 720),
         mem_mb=get_resource("finetune", "mem_mb", 32000),
     params:

@@ -7,10 +7,18 @@
 `--params` is a JSON file with the keys lora, training, load (revision,
 trust_remote_code, quantization), seed and device, as in config.yaml.
 A rerun resumes from the newest checkpoint under <adapter>/../checkpoints.
+
+On several GPUs of one node, one training process per GPU (data parallel):
+
+    accelerate launch --multi_gpu --num_processes 2 scripts/finetune.py --train ... --params ...
+
+The rule does this itself when resources.finetune.gpus is above 1 (see launch()).
 """
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 
 
@@ -37,7 +45,48 @@ def run(
     )
 
 
+def launch_command(
+    processes: int,
+    train: str,
+    base_model: str,
+    model: str,
+    adapter: str,
+    loss_log: str,
+    checkpoints: str,
+    params_file: str,
+    threads: int,
+    python: str = sys.executable,
+) -> list:
+    """`accelerate launch` of this script's main(), one process per GPU of this node."""
+    return [
+        python, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        # 0 = a free port: two such jobs on one node must not both take accelerate's 29500.
+        "--main_process_port", "0",
+        os.path.abspath(__file__),
+        "--train", train, "--base-model", base_model, "--model", model, "--adapter", adapter,
+        "--loss-log", loss_log, "--checkpoints", checkpoints, "--params", params_file,
+        # The job's CPUs are shared by its processes.
+        "--threads", str(max(1, threads // processes)),
+    ]
+
+
+def launch(processes: int, params: dict, params_file: str, log: str, **paths) -> None:
+    """Become `accelerate launch` (never returns): params to a JSON file, output to the job's log."""
+    Path(params_file).parent.mkdir(parents=True, exist_ok=True)
+    Path(params_file).write_text(json.dumps(params, indent=2, sort_keys=True))
+    command = launch_command(processes, params_file=params_file, **paths)
+    log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.write(log_fd, f"launching {processes} training processes: {' '.join(command)}\n".encode())
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.execv(command[0], command)
+
+
 def main(argv=None) -> None:
+    import shutil
+    import tempfile
+
     from lmsweep.files import existing_path
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,6 +96,8 @@ def main(argv=None) -> None:
     parser.add_argument("--adapter", required=True, type=Path, help="output folder of the adapter")
     parser.add_argument("--params", required=True, type=existing_path, help="JSON file: lora, training, load, seed, device")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--loss-log", type=Path, default=None, help="default: <adapter>/../train_log.csv")
+    parser.add_argument("--checkpoints", type=Path, default=None, help="default: <adapter>/../checkpoints")
     args = parser.parse_args(argv)
     try:
         params = json.loads(Path(args.params).read_text())
@@ -55,21 +106,56 @@ def main(argv=None) -> None:
     missing = {"lora", "training", "load", "seed"} - set(params)
     if missing:
         parser.error(f"--params {args.params} lacks the key(s) {', '.join(sorted(missing))}")
-    run(
-        args.train, args.base_model, str(args.adapter), str(args.adapter.parent / "train_log.csv"),
-        str(args.adapter.parent / "checkpoints"), args.model, params["lora"], params["training"],
-        params["load"], params["seed"], params.get("device", "auto"), args.threads,
-    )
+    adapter = args.adapter
+    loss_log = args.loss_log or args.adapter.parent / "train_log.csv"
+    checkpoints = args.checkpoints or args.adapter.parent / "checkpoints"
+    # Under accelerate launch (or torchrun) every process trains, in lockstep.
+    # The first writes the adapter and loss log; the others write theirs to a
+    # scratch folder that is dropped. Checkpoints are shared: the Trainer saves
+    # them from the first process, and every process resumes from them.
+    rank = int(os.environ.get("RANK", "0"))
+    scratch = tempfile.mkdtemp(prefix=f"finetune-rank{rank}-") if rank else None
+    if scratch:
+        adapter, loss_log = Path(scratch) / "adapter", Path(scratch) / "train_log.csv"
+    if "LOCAL_RANK" in os.environ:
+        import torch
+
+        if torch.cuda.is_available():
+            # Each process on its own GPU before anything loads (4-bit models go to the current device).
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    try:
+        run(
+            args.train, args.base_model, str(adapter), str(loss_log), str(checkpoints), args.model,
+            params["lora"], params["training"], params["load"], params["seed"], params.get("device", "auto"),
+            args.threads,
+        )
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 if "snakemake" in globals():
     from lmsweep.files import log_to
     from lmsweep.warm import delegate
 
+    p = snakemake.params
+    # Several GPUs: this process becomes `accelerate launch` (never the warm server, which
+    # serves one-process jobs). The GPU count is a resource, like threads: a change of it
+    # alone does not rerun a finished adapter.
+    processes = int(snakemake.resources.get("gpu", 0) or 0)
+    if processes > 1:
+        launch(
+            processes,
+            {"lora": p.lora, "training": p.training, "load": p.load, "seed": p.seed, "device": p.device},
+            params_file=os.path.join(p.checkpoints, "launch_params.json"), log=snakemake.log[0],
+            train=snakemake.input.train, base_model=p.base_model, model=snakemake.wildcards.model,
+            adapter=snakemake.output.adapter, loss_log=snakemake.output.loss, checkpoints=p.checkpoints,
+            threads=snakemake.threads,
+        )
+
     delegate()
 
     log_to(snakemake.log[0])
-    p = snakemake.params
     run(
         snakemake.input.train, p.base_model, snakemake.output.adapter, snakemake.output.loss, p.checkpoints,
         snakemake.wildcards.model, p.lora, p.training, p.load, p.seed, p.device, snakemake.threads,

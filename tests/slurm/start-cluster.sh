@@ -247,6 +247,10 @@ AccountingStoragePort=$SLURMDBD_PORT
 AccountingStoragePass=$MUNGE_SOCKET
 # Record GPUs in AllocTRES/ReqTRES (sacct -o AllocTRES shows gres/gpu=N).
 AccountingStorageTRES=gres/gpu
+# Keep each job's --comment in the accounting DB: the snakemake slurm plugin
+# puts the rule name there (rule_<name>_wildcards_<...>), and tests/test_slurm.py
+# reads it back with sacct -o Comment.
+AccountingStoreFlags=job_comment
 JobCompType=jobcomp/none
 
 # Finished jobs stay visible to squeue/scontrol for 5 minutes.

@@ -10,7 +10,10 @@
 # number of times.
 #
 # The state (configs, accounting DB, job state, munge key) is kept, so a
-# later start-cluster.sh resumes the same cluster. --purge also cancels any
+# later start-cluster.sh resumes the same cluster; its slurm.conf gets
+# MessageTimeout=1 meanwhile, so that client tools (and every snakemake call,
+# through the slurm plugin) fail at once instead of waiting 10 s for the
+# stopped controller. --purge also cancels any
 # jobs still queued or running (while slurmctld is up) and then deletes the
 # whole state directory.
 set -euo pipefail
@@ -24,7 +27,7 @@ purge=0
 case "${1:-}" in
     "") ;;
     --purge) purge=1 ;;
-    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "usage: $0 [--purge]" >&2; exit 2 ;;
 esac
 
@@ -78,6 +81,16 @@ fi
 stop_daemons slurmd slurmctld
 stop_daemons slurmdbd
 stop_daemons mariadbd munged
+
+# A stopped cluster must not slow down every snakemake call on this machine:
+# snakemake-executor-plugin-slurm runs `scontrol show config` when it is
+# imported (by any snakemake command, local runs included), and scontrol
+# retries an absent controller for MessageTimeout (10 s) before giving up.
+# With 1 s it gives up at once. start-cluster.sh rewrites slurm.conf anyway.
+if ((!purge)) && [[ -f "$SLURM_CONF" ]] && ! grep -q '^MessageTimeout=' "$SLURM_CONF"; then
+    printf '\n# Added by stop-cluster.sh: the cluster is down, clients fail at once.\nMessageTimeout=1\n' \
+        >> "$SLURM_CONF"
+fi
 
 if ((purge)); then
     # The /etc/slurm/slurm.conf symlink start-cluster.sh made, if it is ours.
