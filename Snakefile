@@ -21,6 +21,7 @@ include: "rules/common.smk"
 
 report: "reports/workflow.rst"
 
+
 include: "rules/data.smk"
 include: "rules/finetune.smk"
 include: "rules/generate.smk"
@@ -30,6 +31,7 @@ include: "rules/prefetch.smk"
 
 
 onstart:
+    check_local_gpu()
     start_warm_server()
 
 

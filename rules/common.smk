@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
 import yaml
 from snakemake.utils import validate
 
-from lmsweep.configcheck import cuda_visible, schema_problems, study_problems
+from lmsweep.configcheck import local_gpu_problems, schema_problems, study_problems
 from lmsweep.decoding import DecodingError, moved_parameters
 from lmsweep.decoding import expand as expand_decoding
 from lmsweep.warm import SOCKET_ENV
@@ -39,12 +39,7 @@ try:
 except DecodingError as err:
     config_error([str(err)])
 
-_problems = study_problems(
-    config,
-    list(DECODING),
-    cuda_visible=cuda_visible(),
-    local_run=workflow.local_exec and not workflow.remote_exec,
-)
+_problems = study_problems(config, list(DECODING))
 if _problems:
     config_error(_problems)
 
@@ -81,8 +76,14 @@ def all_perplexities():
 def all_benchmarks():
     """The benchmark files of every heavy job: the runtime table's input."""
     files = [f"benchmarks/finetune/{m}.tsv" for m in config["models"]]
-    files += [f"benchmarks/{step}/{m}/{v}/{d}.tsv" for m, v, d in runs() for step in ("generate", "score")]
-    files += [f"benchmarks/perplexity/{m}/{v}.tsv" for m in config["models"] for v in VARIANTS]
+    files += [
+        f"benchmarks/{step}/{m}/{v}/{d}.tsv"
+        for m, v, d in runs()
+        for step in ("generate", "score")
+    ]
+    files += [
+        f"benchmarks/perplexity/{m}/{v}.tsv" for m in config["models"] for v in VARIANTS
+    ]
     return files
 
 
@@ -143,6 +144,14 @@ def get_resource(rule, key, default):
 
 def gpus():
     return config["resources"]["gpu_per_job"]
+
+
+def check_local_gpu():
+    """At the start of a run whose jobs run on this machine: is there a GPU for 4-bit?"""
+    if workflow.local_exec and not workflow.remote_exec and not workflow.dryrun:
+        problems = local_gpu_problems(config)
+        if problems:
+            config_error(problems)
 
 
 def start_warm_server():

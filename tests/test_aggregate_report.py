@@ -89,7 +89,7 @@ def scores_csv(table, tmp_path_factory):
 def test_columns(table):
     assert list(table.columns) == [
         "model", "variant", "decoding", "metric", "value", "n_examples",
-        "sweep_parameter", "sweep_value", "signature", "seed",
+        "sweep_parameter", "sweep_value", "signature", "seed", "versions",
     ]
 
 
@@ -227,12 +227,6 @@ def test_html_carries_the_tables(built):
     assert "<h2>Sweep: top_k</h2>" in html
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: report.sweep_tables casts sweep_value to float; with a do_sample sweep beside a numeric one "
-    "(both allowed by decoding.PARAMETERS and the schema) scores.csv's sweep_value column reads back as "
-    "strings and 'False' cannot be cast: build() raises ValueError",
-)
 def test_a_do_sample_sweep_is_reported(tmp_path):
     section = {**SECTION, "sweep": {"top_k": [10], "do_sample": [False]}}
     files = []

@@ -78,11 +78,6 @@ def test_empty_file(tmp_path, name, text):
         data.load_records(str(path))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: data._load_local reads .parquet before its empty-file check, so a 0-byte .parquet "
-    "raises pyarrow's ArrowInvalid instead of DatasetError",
-)
 def test_empty_parquet_file(tmp_path):
     path = tmp_path / "d.parquet"
     path.write_bytes(b"")
@@ -221,6 +216,11 @@ def test_split_explicit_train_count_leaves_the_rest_unused():
     assert not set(ids(train)) & set(ids(test))
 
 
+def test_a_whole_float_of_one_or_more_is_a_count():
+    train, test = data.split(numbered(40), 5.0, train_size=10.0, seed=2)
+    assert (len(train), len(test)) == (10, 5)
+
+
 def test_test_set_does_not_depend_on_train_size():
     records = numbered(40)
     assert data.split(records, 5, train_size=10, seed=2)[1] == data.split(records, 5, seed=2)[1]
@@ -228,7 +228,7 @@ def test_test_set_does_not_depend_on_train_size():
 
 @pytest.mark.parametrize(
     "test_size, train_size",
-    [(10, 1), (0, None), (11, None), (0.01, None), (5, 6), (1.0, None)],
+    [(10, 1), (0, None), (11, None), (0.01, None), (5, 6), (11.0, None), (0.5, 0.6)],
 )
 def test_sizes_that_do_not_fit(test_size, train_size):
     with pytest.raises(DatasetError, match="10 valid records exist"):

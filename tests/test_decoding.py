@@ -122,11 +122,6 @@ def test_missing_baseline():
         expand({"sweep": {"top_k": [10]}})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: expand() detects a repeated sweep value by its config name, so temperature [1, 1.0] "
-    "(the same value) makes two identical configs temperature_1 and temperature_1.0 instead of an error",
-)
 def test_equal_values_of_different_spelling_are_listed_twice():
     with pytest.raises(DecodingError, match="listed twice"):
         expand(section(sweep={"temperature": [1, 1.0]}))

@@ -4,8 +4,13 @@ import json
 
 COLUMNS = [
     "model", "variant", "decoding", "metric", "value", "n_examples",
-    "sweep_parameter", "sweep_value", "signature", "seed",
+    "sweep_parameter", "sweep_value", "signature", "seed", "versions",
 ]
+
+
+def versions_text(versions: dict) -> str:
+    """Library versions as one cell: 'bert-score=0.3.13;peft=0.21.2;...'."""
+    return ";".join(f"{k}={v}" for k, v in sorted((versions or {}).items()) if v)
 
 
 def score_rows(summary: dict, moved: dict) -> list:
@@ -22,6 +27,7 @@ def score_rows(summary: dict, moved: dict) -> list:
             "sweep_value": value,
             "signature": result["signature"],
             "seed": summary["seed"],
+            "versions": versions_text(summary.get("versions")),
         }
         for metric, result in summary["metrics"].items()
     ]
@@ -39,6 +45,7 @@ def perplexity_rows(result: dict) -> list:
         "sweep_value": None,
         "signature": result["signature"],
         "seed": result["seed"],
+        "versions": versions_text(result.get("versions")),
     }]
 
 

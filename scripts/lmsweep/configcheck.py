@@ -64,7 +64,7 @@ def schema_problems(config: dict, schema: dict) -> list:
     return [describe(e) for e in sorted(errors, key=lambda e: (list(map(str, e.absolute_path)), e.validator))]
 
 
-def study_problems(config: dict, decoding_names, cuda_visible: bool, local_run: bool) -> list:
+def study_problems(config: dict, decoding_names) -> list:
     """What the schema cannot say. `config` has the schema's defaults filled in."""
     problems = []
     for name, model in config["models"].items():
@@ -94,15 +94,8 @@ def study_problems(config: dict, decoding_names, cuda_visible: bool, local_run: 
                 f"dataset: test_size {test} + train_size {train} exceed dataset.synthetic_size "
                 f"{dataset['synthetic_size']}; lower them or raise synthetic_size"
             )
-    if config["quantization"]["load_in_4bit"]:
-        if config["device"] == "cpu":
-            problems.append("quantization.load_in_4bit: true needs CUDA, but device is cpu; set load_in_4bit: false")
-        elif local_run and not cuda_visible:
-            problems.append(
-                "quantization.load_in_4bit: true needs a CUDA GPU (bitsandbytes 4-bit), and this machine shows "
-                "none (no /dev/nvidiactl); run on a GPU node (e.g. --workflow-profile profiles/slurm) "
-                "or set quantization.load_in_4bit: false"
-            )
+    if config["quantization"]["load_in_4bit"] and config["device"] == "cpu":
+        problems.append("quantization.load_in_4bit: true needs CUDA, but device is cpu; set load_in_4bit: false")
     from lmsweep.models import LORA_TARGETS
 
     for name, model in config["models"].items():
@@ -124,6 +117,22 @@ def local_model_type(name_or_path):
         return None
     with open(os.path.join(name_or_path, "config.json")) as fh:
         return json.load(fh).get("model_type")
+
+
+def local_gpu_problems(config: dict) -> list:
+    """4-bit on a machine without an NVIDIA driver, for runs whose jobs run on this machine.
+
+    Checked when the run starts, not while the Snakefile is read: only then is
+    it known whether jobs run here or on cluster nodes (the login node of a
+    GPU cluster has no GPU, and need not).
+    """
+    if config["quantization"]["load_in_4bit"] and config["device"] != "cpu" and not cuda_visible():
+        return [
+            "quantization.load_in_4bit: true needs a CUDA GPU (bitsandbytes 4-bit), and this machine shows "
+            "none (no /dev/nvidiactl); run on a GPU node (e.g. --workflow-profile profiles/slurm) "
+            "or set quantization.load_in_4bit: false"
+        ]
+    return []
 
 
 def cuda_visible() -> bool:

@@ -38,6 +38,8 @@ def load_records(source: str, split: str = "train", revision=None, synthetic=Non
 def _load_local(path: Path):
     if not path.exists():
         raise DatasetError(f"dataset file {path} does not exist (config key dataset.source)")
+    if path.stat().st_size == 0:
+        raise DatasetError(f"dataset file {path} is empty")
     if path.suffix == ".parquet":
         import pandas as pd
 
@@ -120,7 +122,7 @@ def validate(records, on_invalid: str = "error", duplicates: str = "drop"):
 
 
 def _size(value, total: int, key: str) -> int:
-    if isinstance(value, float):
+    if isinstance(value, float) and value < 1:
         return int(round(value * total))
     return int(value)
 

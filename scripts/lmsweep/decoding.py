@@ -75,9 +75,9 @@ def expand(section: dict) -> dict:
             raise DecodingError(f"decoding.baseline.{key} must be set explicitly")
     configs = {"baseline": baseline}
     for parameter, values in (section.get("sweep") or {}).items():
-        for value in values:
+        for index, value in enumerate(values):
             name = config_name(parameter, value)
-            if name in configs:
+            if name in configs or value in values[:index]:
                 raise DecodingError(f"decoding.sweep.{parameter}: value {value!r} is listed twice")
             configs[name] = {**baseline, parameter: value}
     for name, overrides in (section.get("extra") or {}).items():

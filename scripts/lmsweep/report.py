@@ -45,7 +45,9 @@ def sweep_tables(scores, baseline: dict):
         base = finetuned[finetuned.decoding == "baseline"].copy()
         base["sweep_value"] = baseline.get(parameter)
         both = pd.concat([moved, base])
-        both["sweep_value"] = both.sweep_value.astype(float)
+        # Numbers sort as numbers; other values (do_sample true/false) as text.
+        numeric = pd.to_numeric(both.sweep_value, errors="coerce")
+        both["sweep_value"] = numeric if numeric.notna().all() else both.sweep_value.astype(str)
         tables[parameter] = both.pivot_table(index="sweep_value", columns=["metric", "model"], values="value")
     return tables
 

@@ -25,7 +25,7 @@ def checkpoint_dir(root: Path, settings: dict) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for old in root.iterdir():
         if old.is_dir() and old.name != key:
-            shutil.rmtree(old)
+            shutil.rmtree(old, ignore_errors=True)  # several training processes may clean at once
     folder = root / key
     folder.mkdir(exist_ok=True)
     (folder / "settings.json").write_text(json.dumps(settings, indent=2, sort_keys=True))
