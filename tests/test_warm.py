@@ -183,7 +183,9 @@ def test_the_server_serves_many_jobs(server, job):
     assert len(pids) == 3
 
 
-def test_a_killed_client_stops_its_fork(server, job):
+@pytest.mark.parametrize("stop", ["kill", "terminate"])
+def test_a_stopped_client_stops_its_fork(server, job, stop):
+    """SIGKILL: the fork sees the client's socket close; SIGTERM: the client forwards it."""
     script, workdir = job
     client = subprocess.Popen(
         [sys.executable, str(script), "sleep"], cwd=workdir, env=client_env(server[1]),
@@ -192,26 +194,8 @@ def test_a_killed_client_stops_its_fork(server, job):
     try:
         child = int(client.stdout.readline())
         assert child != client.pid and is_running(child)
-        client.kill()
-        client.wait(timeout=10)
-        assert wait_for(lambda: not is_running(child), timeout=10)
-    finally:
-        client.kill()
-        client.wait(timeout=10)
-        if is_running(child):
-            os.kill(child, signal.SIGKILL)
-
-
-def test_sigterm_to_the_client_reaches_its_fork(server, job):
-    script, workdir = job
-    client = subprocess.Popen(
-        [sys.executable, str(script), "sleep"], cwd=workdir, env=client_env(server[1]),
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    try:
-        child = int(client.stdout.readline())
         time.sleep(0.3)  # the client installs its signal forwarding right after the fork's pid arrives
-        client.terminate()
+        getattr(client, stop)()
         assert client.wait(timeout=10) != 0
         assert wait_for(lambda: not is_running(child), timeout=10)
     finally:
