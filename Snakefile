@@ -30,6 +30,24 @@ include: "rules/report.smk"
 include: "rules/prefetch.smk"
 
 
+# CPU-only steps that take seconds: on a cluster they run on the submit host
+# instead of waiting in the queue (prefetch must: it needs the internet).
+localrules:
+    prefetch,
+    prepare_data,
+    build_tiny_model,
+    aggregate,
+    compare,
+    report,
+
+
+# Every process of the run reads the same Hugging Face cache (hf_home); jobs on
+# cluster nodes run offline (see rules/prefetch.smk).
+os.environ.update(hub_environment())
+warn_uncached()
+warn_deleted()
+
+
 onstart:
     check_local_gpu()
     start_warm_server()
@@ -38,4 +56,5 @@ onstart:
 rule all:
     input:
         "results/scores.csv",
+        "results/comparisons.csv",
         rules.report.output,

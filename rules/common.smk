@@ -17,6 +17,8 @@ from snakemake.utils import validate
 from lmsweep.configcheck import local_gpu_problems, schema_problems, study_problems
 from lmsweep.decoding import DecodingError, moved_parameters
 from lmsweep.decoding import expand as expand_decoding
+from lmsweep import prefetch as hub
+from lmsweep.modelsource import describe as describe_model_source
 from lmsweep.warm import SOCKET_ENV
 
 VARIANTS = ["finetuned", "base"]
@@ -44,6 +46,10 @@ if _problems:
     config_error(_problems)
 
 
+# {config name: [parameter, value]} of each swept config.
+MOVED = moved_parameters(config["decoding"])
+
+
 def _alternatives(names):
     return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
 
@@ -52,19 +58,33 @@ wildcard_constraints:
     model=_alternatives(config["models"]),
     variant="|".join(VARIANTS),
     decoding=_alternatives(DECODING),
+    rep=r"\d+",
+
+
+def replicates(decoding):
+    """Seed replicates of a decoding config: sampled configs get generation.replicates, the rest 1."""
+    return config["generation"]["replicates"] if DECODING[decoding]["do_sample"] else 1
 
 
 def runs():
-    """(model, variant, decoding) of every generation the study makes."""
+    """(model, variant, decoding, replicate) of every generation the study makes."""
     for model, entry in config["models"].items():
-        for decoding in DECODING:
-            yield model, "finetuned", decoding
-        for decoding in entry["base_decoding"]:
-            yield model, "base", decoding
+        for variant, decodings in (("finetuned", DECODING), ("base", entry["base_decoding"])):
+            for decoding in decodings:
+                for rep in range(replicates(decoding)):
+                    yield model, variant, decoding, rep
 
 
 def all_scores():
-    return [f"results/score/{m}/{v}/{d}.json" for m, v, d in runs()]
+    return [f"results/score/{m}/{v}/{d}/rep{r}.json" for m, v, d, r in runs()]
+
+
+def all_per_example():
+    return [f"results/score/{m}/{v}/{d}/rep{r}.per_example.csv" for m, v, d, r in runs()]
+
+
+def all_generation_info():
+    return [f"results/generate/{m}/{v}/{d}/rep{r}.info.json" for m, v, d, r in runs()]
 
 
 def all_perplexities():
@@ -73,12 +93,20 @@ def all_perplexities():
     ]
 
 
+def all_perplexity_examples():
+    return [
+        f"results/perplexity/{m}/{v}.per_example.csv"
+        for m in config["models"]
+        for v in VARIANTS
+    ]
+
+
 def all_benchmarks():
     """The benchmark files of every heavy job: the runtime table's input."""
     files = [f"benchmarks/finetune/{m}.tsv" for m in config["models"]]
     files += [
-        f"benchmarks/{step}/{m}/{v}/{d}.tsv"
-        for m, v, d in runs()
+        f"benchmarks/{step}/{m}/{v}/{d}/rep{r}.tsv"
+        for m, v, d, r in runs()
         for step in ("generate", "score")
     ]
     files += [
@@ -109,14 +137,147 @@ def get_adapter_input(wildcards):
     return []
 
 
+_SOURCES = {}
+
+
+def model_source(model):
+    """A fingerprint of a local model folder, or the cached Hub snapshot's commit (lmsweep.modelsource).
+
+    Read once per model when the workflow is read: a change of either reruns the model's jobs.
+    """
+    if model not in _SOURCES:
+        entry = config["models"][model]
+        _SOURCES[model] = (
+            None
+            if "build" in entry
+            else describe_model_source(
+                entry["name_or_path"], entry.get("revision"), config.get("hf_home")
+            )
+        )
+    return _SOURCES[model]
+
+
 def get_model_params(wildcards):
     """How to load one model: everything that changes its weights on load."""
     entry = config["models"][wildcards.model]
+    source = model_source(wildcards.model)
     return {
         "revision": entry.get("revision"),
+        # The commit the jobs load (None: a built model, a local folder, or not yet cached).
+        "snapshot": (source or {}).get("commit"),
+        "source": source,
         "trust_remote_code": entry["trust_remote_code"],
         "quantization": config["quantization"],
     }
+
+
+def get_generation(wildcards):
+    """The decoding config of one generate job, and where unset fields come from."""
+    return {
+        "settings": DECODING[wildcards.decoding],
+        "decoding_defaults": config["models"][wildcards.model]["decoding_defaults"],
+        "sweep": MOVED.get(wildcards.decoding),
+    }
+
+
+def hub_items():
+    """The Hub models and dataset of the study, as prefetch's params."""
+    from dataclasses import asdict
+
+    return [asdict(item) for item in hub.needs(config)]
+
+
+def hub_environment():
+    """Environment of every process of the run: the study's cache, and offline on cluster nodes.
+
+    The jobs Snakemake starts inherit it (sbatch exports it); a job on a cluster
+    node parses the workflow again, with --mode remote, and never reaches for the network.
+    """
+    env = hub.cache_env(config["hf_home"]) if config.get("hf_home") else {}
+    if workflow.remote_exec:
+        env.update(hub.OFFLINE_ENV)
+    return env
+
+
+def warn_uncached():
+    """Say early, on the submit host, what offline jobs would miss, and what has no commit to pin yet."""
+    items = hub.needs(config)
+    if items and not (workflow.remote_exec or workflow.subprocess_exec):
+        lacking = hub.missing(items, *hub.cache_dirs(config.get("hf_home")))
+        if lacking:
+            logger.warning(
+                f"not yet in the Hugging Face cache: {', '.join(i.describe() for i in lacking)}. "
+                "Jobs on a cluster run offline: run `snakemake --cores 1 prefetch` here first. "
+                "Jobs record the snapshot commit they load only for cached models: a model downloaded by "
+                "its first job reruns its jobs once, on the next run."
+            )
+
+
+def built_from():
+    """(output, [files made from it]) for every intermediate output of the study."""
+    split = ["results/prepare_data/" + f for f in ("train.jsonl", "test.jsonl", "manifest.json")]
+    report_md = "results/report/report.md"
+    first = []
+    pairs = []
+    for model in config["models"]:
+        adapter = f"results/finetune/{model}/adapter"
+        generations = {
+            variant: [
+                f"results/generate/{m}/{v}/{d}/rep{r}.jsonl"
+                for m, v, d, r in runs()
+                if m == model and v == variant
+            ]
+            for variant in VARIANTS
+        }
+        perplexity = {v: f"results/perplexity/{model}/{v}.json" for v in VARIANTS}
+        downstream = generations["finetuned"] + [perplexity["finetuned"]]
+        pairs.append((adapter, downstream))
+        pairs.append((f"results/finetune/{model}/train_log.csv", [report_md]))
+        base_users = [adapter] + generations["base"] + [perplexity["base"]]
+        if is_built(model):
+            pairs.append((f"results/build_tiny_model/{model}", base_users))
+            first.append(f"results/build_tiny_model/{model}")
+        first += base_users
+        for v in VARIANTS:
+            for f in (perplexity[v], perplexity[v].replace(".json", ".per_example.csv")):
+                pairs.append((f, ["results/scores.csv"]))
+    for m, v, d, r in runs():
+        stem = f"{m}/{v}/{d}/rep{r}"
+        pairs.append((f"results/generate/{stem}.jsonl", [f"results/score/{stem}.json"]))
+        pairs.append((f"results/generate/{stem}.info.json", [report_md]))
+        for f in (f"results/score/{stem}.json", f"results/score/{stem}.per_example.csv"):
+            pairs.append((f, ["results/scores.csv"]))
+    pairs += [(f, first) for f in split]
+    pairs += [(f, [report_md]) for f in ("results/scores.csv", "results/comparisons.csv")]
+    return pairs
+
+
+def warn_deleted():
+    """Name the outputs deleted while what was made from them is still there, and how to rebuild them.
+
+    Snakemake leaves such a file missing (the files made from it look up to
+    date, and nothing asks for it again), so deleting an intermediate output
+    does not rebuild it by itself; --forcerun does, with everything made from it.
+    """
+    if workflow.remote_exec or workflow.subprocess_exec:
+        return
+    deleted = [
+        f
+        for f, made in built_from()
+        if not os.path.exists(f) and any(os.path.exists(m) for m in made)
+    ]
+    if deleted:
+        shown = " ".join(deleted[:20]) + (" ..." if len(deleted) > 20 else "")
+        logger.warning(
+            f"{len(deleted)} output(s) were deleted, but what was made from them is still there, so Snakemake "
+            f"will not rebuild them: {shown}\nTo rebuild them and everything made from them, run again with "
+            f"--forcerun {shown}"
+        )
+
+
+def finetune_processes():
+    """Training processes of one finetune job (one per GPU); part of what identifies the adapter."""
+    return max(1, get_resource("finetune", "gpus", gpus()))
 
 
 def get_lora(wildcards):
@@ -132,10 +293,6 @@ def get_training(wildcards):
 
 def get_build(wildcards):
     return config["models"][wildcards.model]["build"]
-
-
-def get_decoding(wildcards):
-    return DECODING[wildcards.decoding]
 
 
 def get_resource(rule, key, default):

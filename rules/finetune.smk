@@ -18,7 +18,6 @@ rule finetune:
         "../envs/train.yaml"
     threads: get_resource("finetune", "threads", 4)
     resources:
-        # Above 1 GPU, scripts/finetune.py starts one training process per GPU (accelerate launch).
         gpu=get_resource("finetune", "gpus", gpus()),
         runtime=get_resource("finetune", "runtime", 720),
         mem_mb=get_resource("finetune", "mem_mb", 32000),
@@ -30,5 +29,8 @@ rule finetune:
         seed=config["seed"],
         device=config["device"],
         checkpoints=lambda wc: f"results/finetune/{wc.model}/checkpoints",
+        # Above 1, scripts/finetune.py starts one training process per GPU (accelerate launch);
+        # a param, not only a resource: it sets the effective batch, so a change reruns the adapter.
+        processes=finetune_processes(),
     script:
         "../scripts/finetune.py"

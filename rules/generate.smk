@@ -4,11 +4,12 @@ rule generate:
         base=get_base_model_input,
         adapter=get_adapter_input,
     output:
-        "results/generate/{model}/{variant}/{decoding}.jsonl",
+        predictions="results/generate/{model}/{variant}/{decoding}/rep{rep}.jsonl",
+        info="results/generate/{model}/{variant}/{decoding}/rep{rep}.info.json",
     log:
-        "logs/generate/{model}/{variant}/{decoding}.log",
+        "logs/generate/{model}/{variant}/{decoding}/rep{rep}.log",
     benchmark:
-        "benchmarks/generate/{model}/{variant}/{decoding}.tsv"
+        "benchmarks/generate/{model}/{variant}/{decoding}/rep{rep}.tsv"
     conda:
         "../envs/train.yaml"
     threads: get_resource("generate", "threads", 2)
@@ -19,7 +20,7 @@ rule generate:
     params:
         base_model=get_base_model,
         load=get_model_params,
-        settings=get_decoding,
+        generation=get_generation,
         batch_size=config["generation"]["batch_size"],
         seed=config["seed"],
         device=config["device"],

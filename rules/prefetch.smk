@@ -1,5 +1,5 @@
-# Prefetch, the Hugging Face cache the jobs read, and which rules stay on the
-# submit host when jobs go to a cluster.
+# prefetch: download every Hub model and dataset of the study into the
+# Hugging Face cache the jobs read, on the submit host (it needs the internet).
 #
 #   snakemake --cores 1 prefetch                        # on the login node: fill the cache
 #   snakemake --workflow-profile profiles/slurm         # then the study, offline on the nodes
@@ -13,46 +13,6 @@
 # tie every run, local and dry runs and the offline demo included, to a step
 # that needs the internet.
 
-import os
-from dataclasses import asdict
-
-from snakemake.logging import logger
-
-from lmsweep import prefetch as hub
-
-
-# CPU-only steps that take seconds: on a cluster they run on the submit host
-# instead of waiting in the queue (prefetch must: it needs the internet).
-localrules:
-    prefetch,
-    prepare_data,
-    build_tiny_model,
-    aggregate,
-    report,
-
-
-# Every process of the run reads the same cache: this one, the jobs it starts
-# (their environment is inherited, and sbatch exports it) and the jobs on a
-# cluster (which parse this file again).
-if config.get("hf_home"):
-    os.environ.update(hub.cache_env(config["hf_home"]))
-
-# A job on a cluster node (Snakemake runs it with --mode remote) never reaches
-# for the network; local runs and the submit host's own steps keep it.
-if workflow.remote_exec:
-    os.environ.update(hub.OFFLINE_ENV)
-
-HUB_ITEMS = [asdict(item) for item in hub.needs(config)]
-
-# Say early, on the submit host, what offline jobs would miss.
-if HUB_ITEMS and not (workflow.remote_exec or workflow.subprocess_exec):
-    _lacking = hub.missing(hub.needs(config), *hub.cache_dirs(config.get("hf_home")))
-    if _lacking:
-        logger.warning(
-            f"not yet in the Hugging Face cache: {', '.join(i.describe() for i in _lacking)}. "
-            "Jobs on a cluster run offline: run `snakemake --cores 1 prefetch` here first."
-        )
-
 
 rule prefetch:
     log:
@@ -60,7 +20,7 @@ rule prefetch:
     conda:
         "../envs/train.yaml"
     params:
-        needed=HUB_ITEMS,
+        needed=hub_items(),
         hf_home=config.get("hf_home"),
     script:
         "../scripts/prefetch.py"

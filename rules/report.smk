@@ -1,7 +1,10 @@
 rule aggregate:
     input:
+        test="results/prepare_data/test.jsonl",
         scores=all_scores(),
+        per_example=all_per_example(),
         perplexities=all_perplexities(),
+        perplexity_examples=all_perplexity_examples(),
     output:
         report(
             "results/scores.csv",
@@ -13,17 +16,46 @@ rule aggregate:
     conda:
         "../envs/report.yaml"
     params:
-        moved=moved_parameters(config["decoding"]),
+        bleu=config["scoring"]["bleu"],
+        statistics=config["statistics"],
     script:
         "../scripts/aggregate.py"
 
 
+rule compare:
+    input:
+        test="results/prepare_data/test.jsonl",
+        scores=all_scores(),
+        per_example=all_per_example(),
+        perplexities=all_perplexities(),
+        perplexity_examples=all_perplexity_examples(),
+    output:
+        report(
+            "results/comparisons.csv",
+            caption="../reports/comparisons.rst",
+            category="Scores",
+        ),
+    log:
+        "logs/compare/compare.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        bleu=config["scoring"]["bleu"],
+        statistics=config["statistics"],
+    script:
+        "../scripts/compare.py"
+
+
 rule report:
     input:
+        test="results/prepare_data/test.jsonl",
         scores="results/scores.csv",
+        comparisons="results/comparisons.csv",
         manifest="results/prepare_data/manifest.json",
         adapters=expand("results/finetune/{model}/adapter", model=config["models"]),
         summaries=all_scores(),
+        per_example=all_per_example(),
+        generation_info=all_generation_info(),
         benchmarks=all_benchmarks(),
     output:
         markdown="results/report/report.md",
@@ -46,6 +78,11 @@ rule report:
             )
             for parameter in config["decoding"]["sweep"]
         ],
+        cost=report(
+            "results/report/cost.png",
+            caption="../reports/cost.rst",
+            category="Runtime",
+        ),
     log:
         "logs/report/report.log",
     conda:
@@ -54,6 +91,7 @@ rule report:
         dataset=config["dataset"],
         baseline=config["decoding"]["baseline"],
         seed=config["seed"],
+        statistics=config["statistics"],
         warm_start=config["warm_start"],
     script:
         "../scripts/report.py"

@@ -1,13 +1,14 @@
 rule score:
     input:
-        "results/generate/{model}/{variant}/{decoding}.jsonl",
+        predictions="results/generate/{model}/{variant}/{decoding}/rep{rep}.jsonl",
+        test="results/prepare_data/test.jsonl",
     output:
-        summary="results/score/{model}/{variant}/{decoding}.json",
-        per_example="results/score/{model}/{variant}/{decoding}.per_example.csv",
+        summary="results/score/{model}/{variant}/{decoding}/rep{rep}.json",
+        per_example="results/score/{model}/{variant}/{decoding}/rep{rep}.per_example.csv",
     log:
-        "logs/score/{model}/{variant}/{decoding}.log",
+        "logs/score/{model}/{variant}/{decoding}/rep{rep}.log",
     benchmark:
-        "benchmarks/score/{model}/{variant}/{decoding}.tsv"
+        "benchmarks/score/{model}/{variant}/{decoding}/rep{rep}.tsv"
     conda:
         "../envs/score.yaml"
     threads: get_resource("score", "threads", 2)
@@ -31,7 +32,8 @@ rule perplexity:
         base=get_base_model_input,
         adapter=get_adapter_input,
     output:
-        "results/perplexity/{model}/{variant}.json",
+        summary="results/perplexity/{model}/{variant}.json",
+        per_example="results/perplexity/{model}/{variant}.per_example.csv",
     log:
         "logs/perplexity/{model}/{variant}.log",
     benchmark:

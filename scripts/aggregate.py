@@ -1,31 +1,40 @@
-"""Collect all scores and perplexities into one tidy CSV (rule aggregate).
+"""Collect every score and perplexity into one tidy CSV, each number with its interval (rule aggregate).
 
-    python scripts/aggregate.py --scores results/score/*/*/*.json \
-        --perplexities results/perplexity/*/*.json --out results/scores.csv
+    python scripts/aggregate.py --test results/prepare_data/test.jsonl \
+        --scores results/score/*/*/*/rep*.json --perplexities results/perplexity/*/*.json \
+        --out results/scores.csv
+
+Each summary's per-example CSV is read from beside it, and every file is
+checked against the test split first. Intervals: --resamples bootstrap
+resamples with --stats-seed (config: statistics).
 """
 
 import argparse
 
-from lmsweep.aggregate import aggregate
-from lmsweep.files import atomic_path
 
+def run(test_path: str, score_files, perplexity_files, out_path: str, bleu: dict, statistics: dict) -> None:
+    from lmsweep.aggregate import aggregate
+    from lmsweep.files import atomic_path
 
-def run(score_files, perplexity_files, out_path: str, moved: dict) -> None:
-    table = aggregate(score_files, perplexity_files, moved)
+    table = aggregate(score_files, perplexity_files, test_path, bleu, statistics)
     with atomic_path(out_path) as tmp:
         table.to_csv(tmp, index=False)
     print(f"{len(table)} rows written to {out_path}")
 
 
 def main(argv=None) -> None:
+    from lmsweep.aggregate import add_statistics_arguments, statistics_from_args
     from lmsweep.files import existing_path
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--test", required=True, type=existing_path, help="test.jsonl the runs were made for")
     parser.add_argument("--scores", nargs="+", required=True, type=existing_path, help="summary JSON files from score")
     parser.add_argument("--perplexities", nargs="*", default=[], type=existing_path, help="JSON files from perplexity")
     parser.add_argument("--out", required=True)
+    add_statistics_arguments(parser)
     args = parser.parse_args(argv)
-    run(args.scores, args.perplexities, args.out, moved={})
+    bleu, statistics = statistics_from_args(args)
+    run(args.test, args.scores, args.perplexities, args.out, bleu, statistics)
 
 
 if "snakemake" in globals():
@@ -35,6 +44,7 @@ if "snakemake" in globals():
     delegate()
 
     log_to(snakemake.log[0])
-    run(snakemake.input.scores, snakemake.input.perplexities, snakemake.output[0], snakemake.params.moved)
+    i, p = snakemake.input, snakemake.params
+    run(i.test, i.scores, i.perplexities, snakemake.output[0], p.bleu, p.statistics)
 elif __name__ == "__main__":
     main()

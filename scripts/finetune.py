@@ -38,11 +38,33 @@ def run(
 ) -> dict:
     from lmsweep.train import finetune
 
+    from lmsweep.models import load_revision
+
     return finetune(
         train_path, base_model, adapter_dir, loss_log, checkpoints, model_name=model,
         lora=lora, training=training, quantization=load["quantization"], seed=seed, device=device,
-        revision=load["revision"], trust_remote_code=load["trust_remote_code"], threads=threads,
+        revision=load_revision(load), trust_remote_code=load["trust_remote_code"], threads=threads,
+        model_source=load.get("source"),
     )
+
+
+def check_gpus(processes: int, device: str) -> None:
+    """Refuse to start more training processes than this job has GPUs (on CUDA), before anything loads."""
+    if processes <= 1 or device == "cpu":
+        return
+    import torch
+
+    visible = torch.cuda.device_count()
+    if device == "auto" and visible == 0:
+        return  # no GPU at all: the processes train on the CPU (gloo), as device: auto says
+    if visible < processes:
+        shown = os.environ.get("CUDA_VISIBLE_DEVICES")
+        raise SystemExit(
+            f"resources.finetune.gpus is {processes}, but this job sees {visible} GPU(s)"
+            + (f" (CUDA_VISIBLE_DEVICES={shown})" if shown is not None else "")
+            + f": give the job {processes} GPUs (on SLURM the rule asks for --gpus={processes}) "
+            f"or lower resources.finetune.gpus to {visible}"
+        )
 
 
 def launch_command(
@@ -140,10 +162,13 @@ if "snakemake" in globals():
 
     p = snakemake.params
     # Several GPUs: this process becomes `accelerate launch` (never the warm server, which
-    # serves one-process jobs). The GPU count is a resource, like threads: a change of it
-    # alone does not rerun a finished adapter.
-    processes = int(snakemake.resources.get("gpu", 0) or 0)
+    # serves one-process jobs). The count comes from params, not from the gpu resource, which
+    # Snakemake scales down to what the run declares; it sets the effective batch, so a change
+    # of it reruns the adapter.
+    processes = p.processes
     if processes > 1:
+        log_to(snakemake.log[0])
+        check_gpus(processes, p.device)
         launch(
             processes,
             {"lora": p.lora, "training": p.training, "load": p.load, "seed": p.seed, "device": p.device},

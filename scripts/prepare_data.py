@@ -35,8 +35,7 @@ def run(
     write_jsonl(test_path, test)
     manifest = {
         "source": source,
-        "split": split,
-        "revision": revision,
+        "read": what_was_read(source, split, revision, synthetic_size, seed),
         "seed": seed,
         "test_size": test_size,
         "train_size": train_size,
@@ -51,6 +50,18 @@ def run(
     write_json(manifest_path, manifest)
     print(f"{len(train)} train and {len(test)} test records written")
     return manifest
+
+
+def what_was_read(source: str, split: str, revision, synthetic_size: int, seed: int) -> dict:
+    """The data actually read: a file (with its sha256), a Hub dataset's split, or the synthetic tasks.
+
+    A split and a revision mean something for a Hub dataset only; for a file its content is what counts.
+    """
+    if source == "synthetic":
+        return {"kind": "synthetic", "records_drawn": synthetic_size, "seed": seed}
+    if data.is_local(source):
+        return {"kind": "file", "path": source, "sha256": sha256_file(source)}
+    return {"kind": "hub", "dataset": source, "split": split, "revision": revision}
 
 
 def _number(text: str) -> float:

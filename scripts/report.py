@@ -1,77 +1,55 @@
 """Write the study's report, Markdown and self-contained HTML (rule report).
 
-    python scripts/report.py --scores results/scores.csv --manifest results/prepare_data/manifest.json \
-        --adapters results/finetune/*/adapter --out-dir results/report
+    python scripts/report.py --test results/prepare_data/test.jsonl --scores results/scores.csv \
+        --comparisons results/comparisons.csv --manifest results/prepare_data/manifest.json \
+        --adapters results/finetune/*/adapter --summaries results/score/*/*/*/rep*.json \
+        --generation-info results/generate/*/*/*/rep*.info.json --out-dir results/report
 """
 
 import argparse
-import json
 from pathlib import Path
 
 
-def provenance(manifest_path, adapters, summaries, dataset: dict, baseline: dict, seed: int,
-               warm_start: bool = False) -> dict:
-    """Where every number came from: data, adapters, decoding, metric signatures, versions."""
-    manifest = json.loads(Path(manifest_path).read_text())
-    models = {}
-    for adapter in adapters:
-        info = json.loads((Path(adapter) / "training_info.json").read_text())
-        models[info["model"]] = {
-            "base_model": info["settings"]["base_model"],
-            "lora": info["settings"]["lora"],
-            "target_modules": info["target_modules"],
-            "training": info["settings"]["training"],
-            "quantization": info["settings"]["quantization"],
-            "global_step": info["global_step"],
-            "train_loss": info["train_loss"],
-            "trust_remote_code": info["settings"].get("trust_remote_code", False),
-        }
-    signatures, settings, versions = {}, {}, {}
-    for path in summaries:
-        summary = json.loads(Path(path).read_text())
-        for metric, result in summary["metrics"].items():
-            signatures[metric] = result["signature"]
-        settings[summary["decoding"]] = summary["settings"]
-        versions = summary["versions"]
-    return {
-        "dataset": dataset["source"],
-        "dataset_sha256": manifest["sha256"],
-        "dropped_records": manifest["dropped"],
-        "n_train": manifest["n_train"],
-        "n_test": manifest["n_test"],
-        "seed": seed,
-        "baseline": baseline,
-        "decoding_configs": settings,
-        "models": models,
-        "metric_signatures": signatures,
-        "versions": versions,
-        "warm_start": warm_start,
-    }
-
-
-def run(scores_csv, manifest_path, adapters, summaries, out_dir, dataset: dict, baseline: dict, seed: int,
-        benchmarks=(), warm_start: bool = False) -> dict:
+def run(test_path, scores_csv, comparisons_csv, manifest_path, adapters, summaries, generation_info, out_dir,
+        dataset: dict, baseline: dict, seed: int, statistics: dict, benchmarks=(), warm_start: bool = False) -> dict:
+    from lmsweep.aggregate import load_runs
+    from lmsweep.provenance import provenance
     from lmsweep.report import build
 
-    record = provenance(manifest_path, adapters, summaries, dataset, baseline, seed, warm_start)
-    return build(scores_csv, record, out_dir, benchmarks)
+    record = provenance(manifest_path, adapters, summaries, generation_info, dataset, baseline, seed, statistics,
+                        warm_start)
+    runs = load_runs(summaries, test_path)
+    return build(scores_csv, comparisons_csv, record, out_dir, runs, generation_info, benchmarks)
 
 
 def main(argv=None) -> None:
+    import json
+
+    from lmsweep.aggregate import add_statistics_arguments, statistics_from_args
     from lmsweep.files import existing_path
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--test", required=True, type=existing_path)
     parser.add_argument("--scores", required=True, type=existing_path)
+    parser.add_argument("--comparisons", required=True, type=existing_path)
     parser.add_argument("--manifest", required=True, type=existing_path)
     parser.add_argument("--adapters", nargs="+", required=True, type=existing_path)
-    parser.add_argument("--summaries", nargs="*", default=[])
+    parser.add_argument("--summaries", nargs="+", required=True, type=existing_path)
+    parser.add_argument("--generation-info", nargs="*", default=[], type=existing_path)
     parser.add_argument("--benchmarks", nargs="*", default=[], help="benchmark .tsv files of the jobs")
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--seed", type=int, default=42)
+    add_statistics_arguments(parser)
     args = parser.parse_args(argv)
     manifest = json.loads(Path(args.manifest).read_text())
-    run(args.scores, args.manifest, args.adapters, args.summaries, args.out_dir,
-        {"source": manifest["source"]}, {}, args.seed, args.benchmarks)
+    baseline = {}
+    for path in args.summaries:
+        summary = json.loads(Path(path).read_text())
+        if summary.get("decoding") == "baseline":
+            baseline = summary.get("settings") or {}
+    run(args.test, args.scores, args.comparisons, args.manifest, args.adapters, args.summaries,
+        args.generation_info, args.out_dir, {"source": manifest["source"]}, baseline, args.seed,
+        statistics_from_args(args)[1], args.benchmarks)
 
 
 if "snakemake" in globals():
@@ -82,7 +60,7 @@ if "snakemake" in globals():
 
     log_to(snakemake.log[0])
     i, p = snakemake.input, snakemake.params
-    run(i.scores, i.manifest, i.adapters, i.summaries, Path(snakemake.output.html).parent,
-        p.dataset, p.baseline, p.seed, i.benchmarks, p.warm_start)
+    run(i.test, i.scores, i.comparisons, i.manifest, i.adapters, i.summaries, i.generation_info,
+        Path(snakemake.output.html).parent, p.dataset, p.baseline, p.seed, p.statistics, i.benchmarks, p.warm_start)
 elif __name__ == "__main__":
     main()

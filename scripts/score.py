@@ -1,14 +1,17 @@
 """Score one file of predictions with BLEU, ROUGE-L and BERTScore (rule score).
 
-    python scripts/score.py --predictions results/generate/llama2_7b/finetuned/baseline.jsonl \
-        --out scores.json --per-example per_example.csv --bertscore-model roberta-large --bertscore-layer 17
+    python scripts/score.py --predictions results/generate/llama2_7b/finetuned/baseline/rep0.jsonl \
+        --test results/prepare_data/test.jsonl --out scores.json --per-example per_example.csv \
+        --bertscore-model roberta-large --bertscore-layer 17
 """
 
 import argparse
+import csv
 
 
 def run(
     predictions_path: str,
+    test_path: str,
     summary_path: str,
     per_example_path: str,
     bleu: dict,
@@ -18,19 +21,20 @@ def run(
     device: str = "auto",
     threads: int = 1,
 ) -> dict:
+    # The predictions are checked against the test split before anything heavy is imported.
+    from lmsweep.checks import read_predictions
+
+    rows = read_predictions(predictions_path, test_path)
     import torch
 
     torch.set_num_threads(threads)
     import pandas as pd
 
     from lmsweep import metrics
-    from lmsweep.files import atomic_path, library_versions, read_jsonl, seed_everything, write_json
+    from lmsweep.files import atomic_path, library_versions, seed_everything, write_json
     from lmsweep.models import resolve_device
 
     seed_everything(seed)
-    rows = read_jsonl(predictions_path)
-    if not rows:
-        raise SystemExit(f"{predictions_path} holds no predictions")
     preds = [r["prediction"] for r in rows]
     refs = [r["reference"] for r in rows]
     results = {
@@ -41,17 +45,26 @@ def run(
     table = pd.DataFrame({"id": [r["id"] for r in rows], "prediction": preds, "reference": refs})
     for name, result in results.items():
         table[name] = result["per_example"]
-    table["seed"] = seed  # the CSV travels alone; the signatures are in the summary JSON beside it
-    with atomic_path(per_example_path) as tmp:
-        table.to_csv(tmp, index=False)
+    for column in ("new_tokens", "hit_max_new_tokens", "prompt_tokens_cut"):
+        table[column] = [r.get(column) for r in rows]
     first = rows[0]
+    table["seed"] = seed  # the CSV travels alone; the signatures are in the summary JSON beside it
+    table["replicate"] = first.get("replicate", 0)
+    with atomic_path(per_example_path) as tmp:
+        # Every text quoted: an answer may hold any character, a bare carriage return included,
+        # which the default quoting leaves unquoted and a CSV reader then takes for a line break.
+        table.to_csv(tmp, index=False, quoting=csv.QUOTE_NONNUMERIC)
     summary = {
         "model": first.get("model"),
         "variant": first.get("variant"),
         "decoding": first.get("decoding"),
+        "replicate": first.get("replicate", 0),
+        "sweep": first.get("sweep"),
         "settings": first.get("settings"),
+        "generation_config": first.get("generation_config"),
         "n_examples": len(rows),
         "empty_predictions": sum(not p.strip() for p in preds),
+        "hit_max_new_tokens": sum(bool(r.get("hit_max_new_tokens")) for r in rows),
         "seed": seed,
         "metrics": {k: {"score": v["score"], "signature": v["signature"]} for k, v in results.items()},
         "bertscore_settings": bertscore,
@@ -67,6 +80,8 @@ def main(argv=None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--predictions", required=True, type=existing_path, help="JSONL from generate")
+    parser.add_argument("--test", required=True, type=existing_path,
+                        help="test.jsonl the predictions were made for (every id must have one prediction)")
     parser.add_argument("--out", required=True, help="summary JSON")
     parser.add_argument("--per-example", required=True, help="per-example CSV")
     parser.add_argument("--bleu-tokenize", default="13a")
@@ -78,7 +93,7 @@ def main(argv=None) -> None:
     parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     args = parser.parse_args(argv)
     run(
-        args.predictions, args.out, args.per_example, {"tokenize": args.bleu_tokenize},
+        args.predictions, args.test, args.out, args.per_example, {"tokenize": args.bleu_tokenize},
         {"use_stemmer": not args.no_stemmer},
         {"model_type": args.bertscore_model, "num_layers": args.bertscore_layer,
          "batch_size": args.bertscore_batch_size, "lang": "en", "rescale_with_baseline": False},
@@ -95,7 +110,7 @@ if "snakemake" in globals():
     log_to(snakemake.log[0])
     p = snakemake.params
     run(
-        snakemake.input[0], snakemake.output.summary, snakemake.output.per_example,
+        snakemake.input.predictions, snakemake.input.test, snakemake.output.summary, snakemake.output.per_example,
         p.bleu, p.rouge, p.bertscore, p.seed, p.device, snakemake.threads,
     )
 elif __name__ == "__main__":

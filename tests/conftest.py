@@ -38,3 +38,28 @@ def build_tiny(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_llama(build_tiny):
     return build_tiny("llama")
+
+
+@pytest.fixture(scope="session")
+def llama2_layout(tiny_llama, tmp_path_factory):
+    """The tiny Llama laid out as Llama-2's folders are: a tokenizer without a pad token, and a
+    generation_config.json with the model's own decoding defaults (Meta's: sampling, top_p 0.9,
+    temperature 0.6, max_length 4096; pad_token_id 0)."""
+    import json
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("llama2_layout") / "model"
+    shutil.copytree(tiny_llama, folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.pad_token = None
+    tokenizer.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["pad_token_id"] = None
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "generation_config.json").write_text(json.dumps({
+        "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": 0,
+        "do_sample": True, "temperature": 0.6, "top_p": 0.9, "max_length": 4096,
+    }))
+    return folder

@@ -67,6 +67,22 @@ def test_a_runtime_error_saying_out_of_memory_counts_as_oom():
     assert calls == [2, 1, 1]
 
 
+def test_the_cpu_allocators_error_counts_as_oom():
+    from lmsweep.generation import is_oom
+
+    assert is_oom(RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate memory: "
+                               "you tried to allocate 1099626974161 bytes. Error code 12"))
+    assert not is_oom(RuntimeError("shape mismatch"))
+
+
+def test_oom_on_a_single_item_names_it():
+    def fn(batch):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    with pytest.raises(MemoryError, match="out of memory on test record 17 alone"):
+        run_batches([17], 4, fn, log=lambda line: None, describe=lambda i: f"test record {i}")
+
+
 # --- generate() with a tiny model ------------------------------------------------------------------------------
 
 
@@ -81,6 +97,10 @@ GREEDY = {"do_sample": False, "num_beams": 1, "max_new_tokens": 8}
 SAMPLING = {"do_sample": True, "top_k": 50, "temperature": 1.0, "num_beams": 1, "max_new_tokens": 8}
 
 
+def texts(results):
+    return [r["prediction"] for r in results]
+
+
 def test_greedy_output_does_not_depend_on_the_batch_size(model_and_tokenizer, demo_records):
     from lmsweep.prompts import format_prompt
 
@@ -89,19 +109,20 @@ def test_greedy_output_does_not_depend_on_the_batch_size(model_and_tokenizer, de
     lengths = {len(tokenizer(format_prompt(r))["input_ids"]) for r in records}
     assert len(lengths) > 1, "prompts of one length would not exercise the padding"
     one = generate(model, tokenizer, records, GREEDY, batch_size=1, seed=0, log=pytest.fail)
-    four = generate(model, tokenizer, records, GREEDY, batch_size=4, seed=0, log=pytest.fail)
-    assert len(one) == len(records) and all(isinstance(p, str) for p in one)
-    assert one == four
+    four = generate(model, tokenizer, records, GREEDY, batch_size=4, seed=0, log=lambda line: None)
+    assert len(one) == len(records) and all(isinstance(p, str) for p in texts(one))
+    assert texts(one) == texts(four)
+    assert {r["batch_size"] for r in one} == {1} and {r["batch_size"] for r in four} == {4}
     assert tokenizer.padding_side == "left"
 
 
 def test_generate_pads_on_the_left_even_if_the_tokenizer_says_right(model_and_tokenizer, demo_records):
     model, tokenizer = model_and_tokenizer
     records = demo_records[:4]
-    expected = generate(model, tokenizer, records, GREEDY, batch_size=1, seed=0)
+    expected = texts(generate(model, tokenizer, records, GREEDY, batch_size=1, seed=0))
     tokenizer.padding_side = "right"
     try:
-        assert generate(model, tokenizer, records, GREEDY, batch_size=4, seed=0) == expected
+        assert texts(generate(model, tokenizer, records, GREEDY, batch_size=4, seed=0)) == expected
     finally:
         tokenizer.padding_side = "left"
 
@@ -109,20 +130,43 @@ def test_generate_pads_on_the_left_even_if_the_tokenizer_says_right(model_and_to
 def test_sampling_is_reproducible_for_a_seed_and_moves_with_it(model_and_tokenizer, demo_records):
     model, tokenizer = model_and_tokenizer
     records = demo_records[:12]
-    first = generate(model, tokenizer, records, SAMPLING, batch_size=4, seed=7)
-    again = generate(model, tokenizer, records, SAMPLING, batch_size=4, seed=7)
-    other = generate(model, tokenizer, records, SAMPLING, batch_size=4, seed=8)
+    first = texts(generate(model, tokenizer, records, SAMPLING, batch_size=4, seed=7))
+    again = texts(generate(model, tokenizer, records, SAMPLING, batch_size=4, seed=7))
+    other = texts(generate(model, tokenizer, records, SAMPLING, batch_size=4, seed=8))
+    replicate = texts(generate(model, tokenizer, records, SAMPLING, batch_size=4, seed=7, replicate=1))
     assert len(first) == len(records)
     assert first == again
     # A near-uniform random model over 300 tokens: 12 x 8 sampled tokens cannot all repeat by chance.
     assert sum(a != b for a, b in zip(first, other)) >= len(records) // 2
+    assert sum(a != b for a, b in zip(first, replicate)) >= len(records) // 2
+
+
+def test_a_sampled_answer_does_not_depend_on_its_batch(model_and_tokenizer, demo_records):
+    """Each example draws from its own stream: batch size, batch mates and order change nothing."""
+    model, tokenizer = model_and_tokenizer
+    records = demo_records[:12]
+    alone = generate(model, tokenizer, records, SAMPLING, batch_size=1, seed=5)
+    together = generate(model, tokenizer, records, SAMPLING, batch_size=12, seed=5)
+    shuffled = list(reversed(records[3:]))
+    subset = generate(model, tokenizer, shuffled, SAMPLING, batch_size=5, seed=5)
+    assert texts(alone) == texts(together)
+    assert texts(subset) == list(reversed(texts(alone)[3:]))
+    assert {r["sampling"] for r in alone} == {"per-example"}
+
+
+def test_beam_sampling_is_marked_per_batch(model_and_tokenizer, demo_records):
+    model, tokenizer = model_and_tokenizer
+    results = generate(model, tokenizer, demo_records[:4], {**SAMPLING, "num_beams": 2}, batch_size=4, seed=1)
+    assert {r["sampling"] for r in results} == {"per-batch"}
+    greedy = generate(model, tokenizer, demo_records[:2], GREEDY, batch_size=2, seed=1)
+    assert {r["sampling"] for r in greedy} == {"none"}
 
 
 def test_generate_survives_oom_with_the_same_predictions(model_and_tokenizer, demo_records, monkeypatch):
-    """The batch halved on OOM is seeded from its first example, so sampling gives what batch size 2 gives."""
+    """A batch halved on out-of-memory samples what it would have sampled: the streams are per example."""
     model, tokenizer = model_and_tokenizer
     records = demo_records[:4]
-    expected = generate(model, tokenizer, records, SAMPLING, batch_size=2, seed=3)
+    expected = texts(generate(model, tokenizer, records, SAMPLING, batch_size=4, seed=3))
     real = model.generate
 
     def small_memory(*args, **kwargs):
@@ -132,5 +176,38 @@ def test_generate_survives_oom_with_the_same_predictions(model_and_tokenizer, de
 
     monkeypatch.setattr(model, "generate", small_memory)
     logged = []
-    assert generate(model, tokenizer, records, SAMPLING, batch_size=4, seed=3, log=logged.append) == expected
-    assert logged == ["out of memory on a batch of 4: retrying with batch size 2"]
+    results = generate(model, tokenizer, records, SAMPLING, batch_size=4, seed=3, log=logged.append)
+    assert texts(results) == expected
+    assert logged[0] == "out of memory on a batch of 4: retrying with batch size 2"
+    assert {r["batch_size"] for r in results} == {2}
+
+
+def test_answers_that_stop_at_max_new_tokens_are_counted(model_and_tokenizer, demo_records):
+    model, tokenizer = model_and_tokenizer
+    # A random model rarely emits EOS: with 3 new tokens nearly every answer is cut there.
+    results = generate(model, tokenizer, demo_records[:6], {**GREEDY, "max_new_tokens": 3}, batch_size=6, seed=0)
+    for r in results:
+        assert r["new_tokens"] <= 3
+        assert r["hit_max_new_tokens"] == (r["new_tokens"] == 3)
+    assert any(r["hit_max_new_tokens"] for r in results)
+
+
+def test_a_prompt_longer_than_the_context_is_cut_and_counted(model_and_tokenizer, demo_records):
+    model, tokenizer = model_and_tokenizer
+    context = model.config.max_position_embeddings
+    long = {**demo_records[0], "id": 999, "input": "word " * (2 * context)}
+    logged = []
+    results = generate(model, tokenizer, [long, demo_records[1]], GREEDY, batch_size=2, seed=0, log=logged.append)
+    assert results[0]["prompt_tokens"] == context - GREEDY["max_new_tokens"]
+    assert results[0]["prompt_tokens_cut"] > context
+    assert results[1]["prompt_tokens_cut"] == 0
+    assert any("1 of 2 prompts were longer than the model's context" in line for line in logged)
+
+
+def test_max_new_tokens_beyond_the_context_is_refused(model_and_tokenizer, demo_records):
+    from lmsweep.generation import GenerationSetupError
+
+    model, tokenizer = model_and_tokenizer
+    too_many = {**GREEDY, "max_new_tokens": model.config.max_position_embeddings}
+    with pytest.raises(GenerationSetupError, match="lower decoding.*max_new_tokens below"):
+        generate(model, tokenizer, demo_records[:1], too_many, batch_size=1, seed=0)

@@ -4,7 +4,9 @@ import math
 
 import pytest
 
-from lmsweep.perplexity import answer_nll, common_prefix_length, encode, perplexity
+from lmsweep.perplexity import (
+    answer_nll, bits_per_byte, common_prefix_length, count_words, encode, perplexity, word_perplexity,
+)
 from lmsweep.prompts import format_prompt
 
 
@@ -24,7 +26,7 @@ def hand_nll(model, tokenizer, record):
     """Summed -log p of the answer tokens (EOS included), one unpadded example through the model."""
     import torch
 
-    ids, n_prompt = encode(tokenizer, record)
+    ids, n_prompt, _ = encode(tokenizer, record)
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([ids])).logits[0].float()
     logprobs = torch.log_softmax(logits, dim=-1)
@@ -36,7 +38,8 @@ def hand_nll(model, tokenizer, record):
 def test_encode_splits_prompt_and_answer(model_and_tokenizer, records):
     _, tokenizer = model_and_tokenizer
     for record in records:
-        ids, n_prompt = encode(tokenizer, record)
+        ids, n_prompt, cut = encode(tokenizer, record)
+        assert cut == 0
         prompt_ids = tokenizer(format_prompt(record))["input_ids"]
         assert ids[:n_prompt] == prompt_ids  # the whole prompt is a prefix
         assert n_prompt == len(prompt_ids)
@@ -78,3 +81,30 @@ def test_perplexity_is_exp_of_total_nll_over_total_tokens():
     assert perplexity(per_example) == pytest.approx(math.exp(3.0 / 4.0))
     # not the mean of per-example perplexities
     assert perplexity(per_example) != pytest.approx((math.exp(2.0) + math.exp(1.0 / 3.0)) / 2)
+
+
+def test_bits_per_byte_and_word_perplexity_are_lm_eval_harness_ratios():
+    nll, n_bytes, words = [2.0, 1.0], [3, 5], [1, 2]
+    assert bits_per_byte(nll, n_bytes) == pytest.approx(3.0 / 8 / math.log(2))
+    assert word_perplexity(nll, words) == pytest.approx(math.exp(3.0 / 3))
+    # lm-evaluation-harness's count_words: a split on whitespace runs (a leading space gives an empty word)
+    assert count_words("two  words") == 2 and count_words(" a b") == 3
+
+
+def test_results_come_back_in_record_order_whatever_the_batching(model_and_tokenizer, records):
+    model, tokenizer = model_and_tokenizer
+    forward = answer_nll(model, tokenizer, records, batch_size=3)
+    backward = answer_nll(model, tokenizer, list(reversed(records)), batch_size=2)
+    for (n1, t1), (n2, t2) in zip(forward, reversed(backward)):
+        assert t1 == t2 and n1 == pytest.approx(n2, abs=1e-4)
+
+
+def test_an_example_longer_than_the_context_loses_prompt_tokens_first(model_and_tokenizer, records):
+    _, tokenizer = model_and_tokenizer
+    record = {**records[0], "input": "word " * 300}
+    full, n_prompt, _ = encode(tokenizer, record)
+    ids, n_cut_prompt, cut = encode(tokenizer, record, max_tokens=64)
+    assert len(ids) == 64 and cut == len(full) - 64
+    assert ids[0] == full[0]  # BOS kept
+    assert ids[n_cut_prompt:] == full[n_prompt:]  # the whole answer, EOS included
+    assert n_cut_prompt == n_prompt - cut

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import sacrebleu
 import pytest
 
 from lmsweep import stats
@@ -418,3 +419,19 @@ def test_a_looping_answer_repeats_more_than_a_plain_one():
 @pytest.mark.parametrize("text, empty", [("", True), ("  \n\t", True), (" a ", False), (".", False)])
 def test_is_empty(text, empty):
     assert stats.is_empty(text) is empty
+
+
+def test_bleu_from_statistics_matches_bleu_from_sentences():
+    """The statistics path (used for pooled seed replicates) is the string path for one replicate."""
+    refs = ["the cat sat on the mat", "a dog ran in the park", "it is raining today", "she reads a book",
+            "we went to the market", "the sun is bright"]
+    a = ["the cat sat on a mat", "a dog ran in a park", "it rains today", "she reads books", "we went to market",
+         "sun is bright"]
+    b = ["the cat sat on the mat", "dog ran in the park", "it is raining", "she reads a book", "we go to the market",
+         "the sun is very bright"]
+    from_strings = stats.paired_bleu(a, b, refs, n_resamples=200, seed=3)
+    from_stats = stats.paired_bleu_from_stats(stats.bleu_statistics(a, refs), stats.bleu_statistics(b, refs),
+                                              n_resamples=200, seed=3)
+    assert from_stats.as_dict() == from_strings.as_dict()
+    pooled = stats.bleu_statistics(a, refs) + stats.bleu_statistics(b, refs)
+    assert stats.bleu_score(pooled) == pytest.approx(sacrebleu.corpus_bleu(a + b, [refs + refs]).score, abs=1e-9)

@@ -1,11 +1,67 @@
-"""Collect every scoring and perplexity result into one tidy table."""
+"""Every result in one tidy table, each number with its interval (rule aggregate).
 
-import json
+A run is one (model, variant, decoding config), made of one or more seed
+replicates (sampled configs, generation.replicates). Its numbers pool the
+replicates: per-example scores are averaged over them; corpus BLEU is computed
+from sacreBLEU's statistics summed over them (BLEU of all replicates' answers
+as one corpus). Intervals resample test examples, each with all its
+replicates (lmsweep.stats), so they measure how much the number would move on
+other prompts like these; `replicate_sd` beside them says how much it moves
+with the sampling seed alone.
+"""
 
+from dataclasses import dataclass, field
+
+from lmsweep import checks
+
+METRICS = ("bleu", "rouge_l", "bertscore_f1")
+PERPLEXITY_METRICS = ("perplexity", "bits_per_byte", "word_perplexity")
+# Output hygiene, per example 0/1 (or a rate), reported like the metrics.
+HYGIENE = ("empty", "hit_max_new_tokens", "repeated_3gram_rate")
+HIGHER_IS_BETTER = {
+    "bleu": True, "rouge_l": True, "bertscore_f1": True,
+    "perplexity": False, "bits_per_byte": False, "word_perplexity": False,
+    "empty": False, "hit_max_new_tokens": False, "repeated_3gram_rate": False,
+}
 COLUMNS = [
-    "model", "variant", "decoding", "metric", "value", "n_examples",
-    "sweep_parameter", "sweep_value", "signature", "seed", "versions",
+    "model", "variant", "decoding", "metric", "value", "ci_low", "ci_high", "higher_is_better", "n_examples",
+    "replicates", "replicate_sd", "replicate_min", "replicate_max", "sweep_parameter", "sweep_value",
+    "interval", "signature", "seed", "versions",
 ]
+
+
+@dataclass
+class Run:
+    """One (model, variant, decoding config): its replicates' summaries and per-example tables (rows by id)."""
+
+    model: str
+    variant: str
+    decoding: str
+    summaries: list = field(default_factory=list)
+    tables: list = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple:
+        return self.model, self.variant, self.decoding
+
+    @property
+    def sweep(self):
+        return self.summaries[0].get("sweep") or [None, None]
+
+    def per_example(self, column: str):
+        """The column averaged over replicates, one value per test example (by id)."""
+        import numpy as np
+
+        return np.mean([t[column].to_numpy(dtype=float) for t in self.tables], axis=0)
+
+    def predictions(self) -> list:
+        return [t["prediction"].tolist() for t in self.tables]
+
+    def bleu_stats(self, tokenize: str):
+        from lmsweep.stats import bleu_statistics
+
+        return sum(bleu_statistics(t["prediction"].tolist(), t["reference"].tolist(), tokenize)
+                   for t in self.tables)
 
 
 def versions_text(versions: dict) -> str:
@@ -13,50 +69,133 @@ def versions_text(versions: dict) -> str:
     return ";".join(f"{k}={v}" for k, v in sorted((versions or {}).items()) if v)
 
 
-def score_rows(summary: dict, moved: dict) -> list:
-    parameter, value = moved.get(summary["decoding"]) or (None, None)
-    return [
-        {
-            "model": summary["model"],
-            "variant": summary["variant"],
-            "decoding": summary["decoding"],
-            "metric": metric,
-            "value": result["score"],
-            "n_examples": summary["n_examples"],
-            "sweep_parameter": parameter,
-            "sweep_value": value,
-            "signature": result["signature"],
-            "seed": summary["seed"],
-            "versions": versions_text(summary.get("versions")),
-        }
-        for metric, result in summary["metrics"].items()
-    ]
+def load_runs(summary_files, test_path) -> dict:
+    """{(model, variant, decoding): Run}, every file checked against the test split.
+
+    The per-example CSV of a summary lies beside it (`<stem>.per_example.csv`).
+    """
+    from lmsweep.stats import repeated_ngram_rate
+
+    ids = checks.test_ids(test_path)
+    runs = {}
+    for path in sorted(summary_files):
+        summary = checks.read_json_checked(path, ["model", "variant", "decoding", "metrics", "n_examples"])
+        if summary["n_examples"] != len(ids):
+            raise checks.IntermediateFileError(
+                f"{path} scored {summary['n_examples']} examples; {test_path} has {len(ids)}: {checks.fix(path)}"
+            )
+        table_path = str(path).removesuffix(".json") + ".per_example.csv"
+        table = checks.read_table(table_path, ids, numeric=METRICS, text=("prediction", "reference"),
+                                  test_path=test_path).sort_values("id").reset_index(drop=True)
+        table["empty"] = [float(not p.strip()) for p in table.prediction]
+        hit = table["hit_max_new_tokens"] if "hit_max_new_tokens" in table else [False] * len(table)
+        table["hit_max_new_tokens"] = [float(str(h).lower() == "true") for h in hit]
+        table["repeated_3gram_rate"] = [repeated_ngram_rate(p, 3) for p in table.prediction]
+        run = runs.setdefault((summary["model"], summary["variant"], summary["decoding"]),
+                              Run(summary["model"], summary["variant"], summary["decoding"]))
+        run.summaries.append(summary)
+        run.tables.append(table)
+    return runs
 
 
-def perplexity_rows(result: dict) -> list:
+def load_perplexities(summary_files, test_path) -> dict:
+    """{(model, variant): (summary, per-example table by id)}, checked against the test split."""
+    ids = checks.test_ids(test_path)
+    out = {}
+    for path in sorted(summary_files):
+        summary = checks.read_json_checked(path, ["model", "variant", "perplexity", "n_examples"])
+        table_path = str(path).removesuffix(".json") + ".per_example.csv"
+        table = checks.read_table(table_path, ids, numeric=("nll", "tokens", "bytes", "words"),
+                                  test_path=test_path).sort_values("id").reset_index(drop=True)
+        out[(summary["model"], summary["variant"])] = (summary, table)
+    return out
+
+
+def _interval_text(result) -> str:
+    return f"{result.method}, {result.n_resamples} resamples, seed {result.seed}, {result.confidence_level:.0%}"
+
+
+def run_rows(run: Run, tokenize: str, statistics: dict) -> list:
+    """The rows of one run: each metric and hygiene rate, pooled over replicates, with its interval."""
+    from lmsweep import stats
+
+    options = dict(n_resamples=statistics["resamples"], seed=statistics["seed"],
+                   confidence_level=statistics["confidence"])
+    first = run.summaries[0]
+    parameter, value = run.sweep
+    rows = []
+    for metric in METRICS + HYGIENE:
+        if metric == "bleu":
+            result = stats.bleu_interval_from_stats(run.bleu_stats(tokenize), tokenize=tokenize, **options)
+        else:
+            result = stats.mean_interval(run.per_example(metric), **options)
+        if metric in METRICS:
+            by_seed = [s["metrics"][metric]["score"] for s in run.summaries]
+            signature = first["metrics"][metric]["signature"]
+        else:
+            by_seed = [float(t[metric].mean()) for t in run.tables]
+            signature = {"empty": "share of answers that are empty or whitespace",
+                         "hit_max_new_tokens": "share of answers cut at max_new_tokens before their end",
+                         "repeated_3gram_rate": "mean share of an answer's word 3-grams repeating an earlier one"}[metric]
+        spread = stats.replicate_spread(by_seed)
+        rows.append({
+            "model": run.model, "variant": run.variant, "decoding": run.decoding, "metric": metric,
+            "value": result.value, "ci_low": result.ci_low, "ci_high": result.ci_high,
+            "higher_is_better": HIGHER_IS_BETTER[metric], "n_examples": first["n_examples"],
+            "replicates": spread.n_seeds, "replicate_sd": spread.std, "replicate_min": spread.min,
+            "replicate_max": spread.max, "sweep_parameter": parameter, "sweep_value": value,
+            "interval": _interval_text(result), "signature": signature, "seed": first["seed"],
+            "versions": versions_text(first.get("versions")),
+        })
+    return rows
+
+
+def perplexity_rows(summary: dict, table, statistics: dict) -> list:
+    from lmsweep import stats
+
+    options = dict(n_resamples=statistics["resamples"], seed=statistics["seed"],
+                   confidence_level=statistics["confidence"])
+    results = {
+        "perplexity": stats.perplexity_interval(table.nll, table.tokens, **options),
+        "bits_per_byte": stats.bits_per_byte_interval(table.nll, table.bytes, **options),
+        # exp(sum NLL / sum words): the perplexity formula over words
+        "word_perplexity": stats.perplexity_interval(table.nll, table.words, **options),
+    }
     return [{
-        "model": result["model"],
-        "variant": result["variant"],
-        "decoding": "teacher_forced",
-        "metric": "perplexity",
-        "value": result["perplexity"],
-        "n_examples": result["n_examples"],
-        "sweep_parameter": None,
-        "sweep_value": None,
-        "signature": result["signature"],
-        "seed": result["seed"],
-        "versions": versions_text(result.get("versions")),
-    }]
+        "model": summary["model"], "variant": summary["variant"], "decoding": "teacher_forced", "metric": metric,
+        "value": result.value, "ci_low": result.ci_low, "ci_high": result.ci_high,
+        "higher_is_better": False, "n_examples": summary["n_examples"], "replicates": 1,
+        "replicate_sd": None, "replicate_min": None, "replicate_max": None,
+        "sweep_parameter": None, "sweep_value": None, "interval": _interval_text(result),
+        "signature": summary["signatures"][metric], "seed": summary["seed"],
+        "versions": versions_text(summary.get("versions")),
+    } for metric, result in results.items()]
 
 
-def aggregate(score_files, perplexity_files, moved: dict):
-    """The tidy table; `moved` maps a decoding config to the (parameter, value) it sweeps."""
+def aggregate(score_files, perplexity_files, test_path, bleu: dict, statistics: dict):
+    """The tidy table: one row per (model, variant, decoding, metric)."""
     import pandas as pd
 
     rows = []
-    for path in score_files:
-        rows += score_rows(json.loads(open(path).read()), moved)
-    for path in perplexity_files:
-        rows += perplexity_rows(json.loads(open(path).read()))
+    for run in load_runs(score_files, test_path).values():
+        rows += run_rows(run, bleu.get("tokenize", "13a"), statistics)
+    for summary, table in load_perplexities(perplexity_files, test_path).values():
+        rows += perplexity_rows(summary, table, statistics)
     table = pd.DataFrame(rows, columns=COLUMNS)
     return table.sort_values(["model", "variant", "metric", "decoding"], kind="stable").reset_index(drop=True)
+
+
+def add_statistics_arguments(parser) -> None:
+    """The statistics section of the config as options (scripts/aggregate.py, compare.py, report.py)."""
+    parser.add_argument("--confidence", type=float, default=0.95, help="coverage of every interval")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples and permutations")
+    parser.add_argument("--max-resamples", type=int, default=20000, help="for tests whose p is at the floor")
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm")
+    parser.add_argument("--stats-seed", type=int, default=42, help="seed of the resampling")
+    parser.add_argument("--bleu-tokenize", default="13a", help="sacreBLEU tokenizer, as scoring used")
+
+
+def statistics_from_args(args) -> tuple:
+    return ({"tokenize": args.bleu_tokenize},
+            {"confidence": args.confidence, "resamples": args.resamples, "max_resamples": args.max_resamples,
+             "alpha": args.alpha, "seed": args.stats_seed})

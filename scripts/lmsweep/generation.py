@@ -1,24 +1,117 @@
-"""Batched, seeded generation for the test prompts, halving the batch on OOM."""
+"""Generation for the test prompts, decoded the same way for every model.
+
+The generation config is lmsweep's own: transformers' library defaults, then
+the study's settings. A model folder's generation_config.json (Llama-2 ships
+top_p 0.9 and a temperature) would otherwise fill every field the study leaves
+unset, so models would be compared under different decoding. Only what defines
+the model's tokens is kept from it: its BOS, EOS (one id or several) and pad
+ids. A model entry may opt in to its own decoding defaults
+(`models.<name>.decoding_defaults: model`).
+
+Prompts are batched longest first (similar lengths share a batch: less
+padding; the largest batch runs first, so an out-of-memory shows at once), the
+batch is halved on out-of-memory, and each example samples from its own random
+stream (lmsweep.sampling), so answers do not depend on the batch size.
+"""
+
+import time
 
 from lmsweep.prompts import format_prompt
+
+TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+# Bookkeeping, not decoding: never compared, never recorded.
+BOOKKEEPING = {"transformers_version", "_from_model_config", "_commit_hash", "_original_object_hash"}
+# Fields that only matter when sampling; with do_sample false they stay at the library's defaults.
+SAMPLING_ONLY = ("temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "top_h")
+
+
+class GenerationSetupError(RuntimeError):
+    """Generation that cannot run as configured; the message names the fix."""
+
+
+def library_defaults() -> dict:
+    """transformers' own defaults for every decoding field (what generate() uses for a field nobody set)."""
+    from transformers import GenerationConfig
+
+    return dict(GenerationConfig._get_default_generation_params())
+
+
+def _set_fields(config) -> dict:
+    """The fields a GenerationConfig sets (not None), bookkeeping left out."""
+    return {k: v for k, v in config.to_dict().items() if v is not None and k not in BOOKKEEPING}
+
+
+def build_generation_config(settings: dict, model_config=None, tokenizer=None, model_defaults: bool = False):
+    """(GenerationConfig, overridden) for one decoding config of one model.
+
+    `model_config` is the model's own GenerationConfig (None: it has none).
+    `overridden` maps each decoding default of the model folder that this run
+    does not use to (the model's value, the value used).
+    """
+    from transformers import GenerationConfig
+
+    own = _set_fields(model_config) if model_config is not None else {}
+    own_decoding = {k: v for k, v in own.items() if k not in TOKEN_FIELDS}
+    values = library_defaults()
+    if model_defaults:
+        values.update(own_decoding)
+    values.update(settings)
+    if values.get("max_new_tokens") is not None:
+        values["max_length"] = None  # max_new_tokens decides the length; the library's max_length 20 would only warn
+    if not values.get("do_sample"):
+        defaults = library_defaults()
+        for key in SAMPLING_ONLY:
+            values[key] = defaults.get(key)
+    tokens = {key: own.get(key) for key in TOKEN_FIELDS}
+    if tokenizer is not None:
+        if tokens["eos_token_id"] is None:
+            tokens["eos_token_id"] = tokenizer.eos_token_id
+        if tokens["pad_token_id"] is None:
+            tokens["pad_token_id"] = tokenizer.pad_token_id
+        if tokens["bos_token_id"] is None:
+            tokens["bos_token_id"] = tokenizer.bos_token_id
+    config = GenerationConfig(**values, **{k: v for k, v in tokens.items() if v is not None})
+    used = _set_fields(config)
+    overridden = {k: (v, used.get(k)) for k, v in own_decoding.items() if used.get(k) != v}
+    return config, overridden
+
+
+def effective_settings(config) -> dict:
+    """Every field generate() runs with (None fields are switched-off features), JSON-ready."""
+    return dict(sorted(_set_fields(config).items()))
+
+
+def eos_ids(config) -> set:
+    eos = config.eos_token_id
+    return set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
 
 
 def is_oom(err: BaseException) -> bool:
     import torch
 
-    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+    text = str(err).lower()
+    # CUDA's caching allocator, and the CPU allocator (DefaultCPUAllocator: can't allocate memory).
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
-def run_batches(items, batch_size: int, fn, log=print):
-    """fn(batch) -> list for every batch; on out-of-memory halve the batch and retry, down to 1."""
+def run_batches(items, batch_size: int, fn, log=print, describe=None):
+    """fn(batch) -> list for every batch; on out-of-memory halve the batch and retry, down to 1.
+
+    Out of memory on a single item is raised with `describe(item)` (say, its
+    record id) in the message, since halving cannot help it.
+    """
     out, start = [], 0
     while start < len(items):
         batch = items[start : start + batch_size]
         try:
             out.extend(fn(batch))
         except Exception as err:  # noqa: BLE001 - only OOM is retried
-            if not is_oom(err) or batch_size == 1:
+            if not is_oom(err):
                 raise
+            if batch_size == 1:
+                if describe is None:
+                    raise
+                raise MemoryError(f"out of memory on {describe(batch[0])} alone: {err}") from err
             import torch
 
             if torch.cuda.is_available():
@@ -30,31 +123,109 @@ def run_batches(items, batch_size: int, fn, log=print):
     return out
 
 
-def generate(model, tokenizer, records, settings: dict, batch_size: int, seed: int, log=print):
-    """One prediction per record: the decoded continuation of its prompt."""
+def context_length(model) -> int | None:
+    config = getattr(model, "config", None)
+    return getattr(config, "max_position_embeddings", None) if config is not None else None
+
+
+def encode_prompts(tokenizer, records, max_prompt_tokens: int | None):
+    """Token ids of each prompt, and how many tokens were cut to fit the model's context.
+
+    A prompt longer than the model can take with max_new_tokens after it keeps
+    its beginning-of-sequence token and its end (the instruction's tail and the
+    "### Response:" line the answer follows), losing tokens from the middle-left.
+    """
+    encoded = []
+    bos = tokenizer.bos_token_id
+    for record in records:
+        ids = tokenizer(format_prompt(record))["input_ids"]
+        cut = 0
+        if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
+            cut = len(ids) - max_prompt_tokens
+            keep_bos = bos is not None and ids[0] == bos
+            ids = ids[:1] + ids[len(ids) - max_prompt_tokens + 1 :] if keep_bos else ids[-max_prompt_tokens:]
+        encoded.append((ids, cut))
+    return encoded
+
+
+def generate(model, tokenizer, records, settings: dict, batch_size: int, seed: int, replicate: int = 0,
+             generation_config=None, log=print) -> list:
+    """One result per record, in record order: the prediction and how it was made.
+
+    Each result: prediction, new_tokens, hit_max_new_tokens, prompt_tokens,
+    prompt_tokens_cut, batch_size (of the generate() call that made it).
+    """
     import torch
     from tqdm.auto import tqdm
 
+    from lmsweep import sampling
+
+    if generation_config is None:
+        generation_config, _ = build_generation_config(settings, tokenizer=tokenizer)
     tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
     device = next(model.parameters()).device
+    max_new = generation_config.max_new_tokens
+    context = context_length(model)
+    if context is not None and max_new >= context:
+        raise GenerationSetupError(
+            f"max_new_tokens {max_new} leaves no room for a prompt in the model's context of {context} tokens; "
+            f"lower decoding.*.max_new_tokens below {context}"
+        )
+    encoded = encode_prompts(tokenizer, records, context - max_new if context else None)
+    cut = sum(1 for _, c in encoded if c)
+    if cut:
+        log(f"{cut} of {len(records)} prompts were longer than the model's context of {context} tokens minus "
+            f"max_new_tokens {max_new}: cut to fit (prompt_tokens_cut in the output)")
+    per_example = sampling.per_example_possible(generation_config)
+    sampler = sampling.PerExampleSampler(generation_config) if per_example else None
+    eos = eos_ids(generation_config)
+    order = sorted(range(len(records)), key=lambda i: (-len(encoded[i][0]), i))
     progress = tqdm(total=len(records), desc="generate", mininterval=5)
+    set_generation_config(model, generation_config)
 
     def batch_fn(batch):
-        # Seed from the batch's first example, so a batch halved on OOM starts identically.
-        torch.manual_seed(seed + batch[0][0])
-        prompts = [format_prompt(r) for _, r in batch]
-        enc = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
+        ids = [encoded[i][0] for i in batch]
+        enc = tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt").to(device)
+        if sampler is not None:
+            sampler.start([sampling.example_seed(seed, replicate, records[i]["id"]) for i in batch], device)
+        elif generation_config.do_sample:
+            # Beam sampling draws from the global generator: seeded by the batch's first example.
+            torch.manual_seed(sampling.example_seed(seed, replicate, records[batch[0]]["id"]))
         with torch.no_grad():
             out = model.generate(
-                **enc,
-                **settings,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
+                **enc, generation_config=generation_config,
+                logits_processor=[sampler] if sampler is not None else None,
             )
-        texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        new = out[:, enc["input_ids"].shape[1] :].tolist()
+        results = []
+        for i, row in zip(batch, new):
+            ended = next((n for n, token in enumerate(row) if token in eos), None)
+            results.append({
+                "prediction": tokenizer.decode(row, skip_special_tokens=True).strip(),
+                "new_tokens": len(row) if ended is None else ended,
+                "hit_max_new_tokens": ended is None and len(row) >= max_new,
+                "prompt_tokens": len(encoded[i][0]),
+                "prompt_tokens_cut": encoded[i][1],
+                "batch_size": len(batch),
+                "sampling": "per-example" if sampler else ("per-batch" if generation_config.do_sample else "none"),
+            })
         progress.update(len(batch))
-        return [t.strip() for t in texts]
+        return results
 
-    predictions = run_batches(list(enumerate(records)), batch_size, batch_fn, log=log)
+    started = time.perf_counter()
+    made = run_batches(order, batch_size, batch_fn, log=log, describe=lambda i: f"test record {records[i]['id']}")
     progress.close()
-    return predictions
+    elapsed = time.perf_counter() - started
+    results = [None] * len(records)
+    for i, result in zip(order, made):
+        results[i] = result
+    tokens = sum(r["new_tokens"] for r in results)
+    print(f"generated {tokens} tokens for {len(records)} prompts in {elapsed:.1f} s ({tokens / max(elapsed, 1e-9):.1f} tokens/s)")
+    return results
+
+
+def set_generation_config(model, generation_config) -> None:
+    """Make `generation_config` the model's own too: generate() fills unset fields from the model's."""
+    model.generation_config = generation_config
+    if hasattr(model, "get_base_model"):  # a PeftModel
+        model.get_base_model().generation_config = generation_config

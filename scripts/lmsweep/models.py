@@ -124,3 +124,41 @@ def load_for_inference(base: str, adapter: str | None, device: str, **kwargs):
         model = PeftModel.from_pretrained(model, adapter)
     model.eval()
     return model
+
+
+def load_revision(load: dict):
+    """The revision to load: the snapshot commit resolved when the run started, else the configured one."""
+    return load.get("snapshot") or load.get("revision")
+
+
+def load_for_step(base_model: str, adapter: str | None, load: dict, device: str, threads: int, seed: int,
+                  padding_side: str = "right", name: str = ""):
+    """(model, tokenizer, device) as the generate and perplexity steps load them.
+
+    `load` holds the model entry's revision, snapshot, trust_remote_code and the
+    quantization section. bitsandbytes stays out of the process unless the model
+    loads in 4 bit (see skip_bitsandbytes), so call this before anything imports
+    transformers or peft.
+    """
+    skip_bitsandbytes(load["quantization"].get("load_in_4bit", False))
+    import torch
+
+    from lmsweep.files import seed_everything
+
+    torch.set_num_threads(threads)
+    seed_everything(seed)
+    device = resolve_device(device)
+    revision = load_revision(load)
+    tokenizer = load_tokenizer(base_model, revision, load["trust_remote_code"], padding_side=padding_side)
+    model = load_for_inference(
+        base_model, adapter, device, revision=revision, trust_remote_code=load["trust_remote_code"],
+        quantization=load["quantization"], name=name,
+    )
+    return model, tokenizer, device
+
+
+def model_source(model) -> dict:
+    """What the weights were loaded from: the path or Hub id, and the Hub commit when there is one."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = base.config
+    return {"name_or_path": getattr(config, "_name_or_path", None), "commit": getattr(config, "_commit_hash", None)}

@@ -1,12 +1,23 @@
-"""Perplexity of the reference answers given their prompts, answer tokens only.
+"""How well a model predicts the reference answers given their prompts, answer tokens only.
 
 The answer is tokenized exactly as TRL tokenized it for training: the prompt,
 then prompt + answer + EOS, the answer starting where the two token sequences
-part. Perplexity is exp(total NLL / total answer tokens): a token-weighted
-corpus number, not a mean of per-example perplexities.
+part. The summed negative log-likelihood (NLL, in nats) of those tokens is
+reported three ways, all corpus numbers (totals first, then the ratio; never a
+mean of per-example values):
+
+- token perplexity, exp(total NLL / total answer tokens): the usual number,
+  but it counts in the model's own tokens, so it compares the two variants of
+  one model (same tokenizer), not models with different tokenizers (Llama-2's
+  32,000 tokens against Phi-2's 51,200);
+- bits per byte, total NLL / (total UTF-8 bytes of the answers * ln 2), and
+- word perplexity, exp(total NLL / total words of the answers): both count in
+  units of the text itself, so they compare models, as lm-evaluation-harness
+  reports them (words are `re.split(r"\\s+", answer)`, its count_words).
 """
 
 import math
+import re
 
 from lmsweep.prompts import format_prompt
 
@@ -20,15 +31,38 @@ def common_prefix_length(a, b) -> int:
     return n
 
 
-def encode(tokenizer, record) -> tuple:
-    """(input ids, number of leading prompt tokens) for one record."""
+def encode(tokenizer, record, max_tokens: int | None = None) -> tuple:
+    """(input ids, number of leading prompt tokens, tokens cut) for one record.
+
+    Where prompt and answer exceed `max_tokens` (the model's context), the
+    prompt loses tokens from its start (after BOS) until the whole fits; an
+    answer longer than the context on its own loses its end.
+    """
     prompt = format_prompt(record)
     prompt_ids = tokenizer(prompt)["input_ids"]
     full = tokenizer(prompt + record["output"])["input_ids"] + [tokenizer.eos_token_id]
-    return full, common_prefix_length(prompt_ids, full)
+    n_prompt = common_prefix_length(prompt_ids, full)
+    cut = 0
+    if max_tokens is not None and len(full) > max_tokens:
+        keep = 1 if tokenizer.bos_token_id is not None and full[0] == tokenizer.bos_token_id else 0
+        cut = min(len(full) - max_tokens, max(0, n_prompt - keep - 1))
+        full = full[:keep] + full[keep + cut :]
+        n_prompt -= cut
+        cut += max(0, len(full) - max_tokens)
+        full = full[:max_tokens]
+    return full, n_prompt, cut
 
 
-def answer_nll(model, tokenizer, records, batch_size: int = 8, log=print):
+def count_bytes(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def count_words(text: str) -> int:
+    """lm-evaluation-harness's count_words."""
+    return len(re.split(r"\s+", text))
+
+
+def answer_nll(model, tokenizer, records, batch_size: int = 8, log=print, max_tokens: int | None = None):
     """Per-example (summed NLL in nats, answer token count); the batch is halved on out-of-memory."""
     import torch
 
@@ -39,7 +73,7 @@ def answer_nll(model, tokenizer, records, batch_size: int = 8, log=print):
 
     def batch_nll(batch):
         out = []
-        encoded = [encode(tokenizer, r) for r in batch]
+        encoded = [encode(tokenizer, r, max_tokens)[:2] for r in batch]
         width = max(len(ids) for ids, _ in encoded)
         input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
         attention = torch.zeros_like(input_ids)
@@ -60,10 +94,26 @@ def answer_nll(model, tokenizer, records, batch_size: int = 8, log=print):
             out.append((nll[row][mask].sum().item(), int(mask.sum().item())))
         return out
 
-    return run_batches(records, batch_size, batch_nll, log=log)
+    # Longest first (less padding per batch, an out-of-memory at once), results back in record order.
+    order = sorted(range(len(records)), key=lambda i: (-len(records[i]["output"]) - len(format_prompt(records[i])), i))
+    scored = run_batches([records[i] for i in order], batch_size, batch_nll, log=log,
+                         describe=lambda r: f"test record {r['id']}")
+    out = [None] * len(records)
+    for i, result in zip(order, scored):
+        out[i] = result
+    return out
 
 
 def perplexity(per_example) -> float:
     total_nll = sum(n for n, _ in per_example)
     total_tokens = sum(t for _, t in per_example)
     return math.exp(total_nll / total_tokens)
+
+
+def bits_per_byte(nll, n_bytes) -> float:
+    """Total NLL in bits over total bytes (lm-evaluation-harness's bits_per_byte)."""
+    return sum(nll) / sum(n_bytes) / math.log(2)
+
+
+def word_perplexity(nll, words) -> float:
+    return math.exp(sum(nll) / sum(words))

@@ -204,11 +204,31 @@ def _bleu_from_sums(metric, sums: np.ndarray) -> np.ndarray:
     return np.asarray(scores, dtype=float).reshape(sums.shape[:-1])
 
 
+def bleu_statistics(predictions: Sequence[str], references: Sequence[str], tokenize: str = "13a") -> np.ndarray:
+    """sacreBLEU's sufficient statistics, one row per sentence; rows of seed replicates of one
+    example can be summed, and corpus BLEU of the sums is BLEU pooled over the replicates."""
+    return _bleu_stats(_bleu_metric(tokenize), predictions, references, "predictions")
+
+
+def bleu_score(stats: np.ndarray, tokenize: str = "13a") -> float:
+    """Corpus BLEU of per-sentence statistics (as sacrebleu.corpus_bleu on the sentences)."""
+    return float(_bleu_from_sums(_bleu_metric(tokenize), np.asarray(stats).sum(axis=0)))
+
+
 def bleu_interval(predictions: Sequence[str], references: Sequence[str], *, tokenize: str = "13a",
                   confidence_level: float = CONFIDENCE, n_resamples: int = 9999, seed: int = SEED) -> Interval:
     """Corpus BLEU (sacreBLEU) and its interval: resample sentences, recompute BLEU from their statistics."""
+    stats = _bleu_stats(_bleu_metric(tokenize), predictions, references, "predictions")
+    return bleu_interval_from_stats(stats, tokenize=tokenize, confidence_level=confidence_level,
+                                    n_resamples=n_resamples, seed=seed)
+
+
+def bleu_interval_from_stats(stats: np.ndarray, *, tokenize: str = "13a", confidence_level: float = CONFIDENCE,
+                             n_resamples: int = 9999, seed: int = SEED) -> Interval:
+    """As bleu_interval, from per-example statistics (summed over seed replicates: examples are resampled
+    with all their replicates, a cluster bootstrap)."""
     metric = _bleu_metric(tokenize)
-    stats = _bleu_stats(metric, predictions, references, "predictions")
+    stats = np.asarray(stats)
 
     def corpus_bleu(*columns, axis):
         return _bleu_from_sums(metric, np.stack([c.sum(axis=axis) for c in columns], axis=-1))
@@ -340,13 +360,37 @@ def paired_bleu(predictions_a: Sequence[str], predictions_b: Sequence[str], refe
     `details` holds each system's bootstrap mean and 95% half-width as the CLI
     prints them (`μ ± CI`), and the signature.
     """
+    metric = _bleu_metric(tokenize)
+    stats_a = _bleu_stats(metric, predictions_a, references, "predictions_a")
+    stats_b = _bleu_stats(metric, predictions_b, references, "predictions_b")
+    return paired_bleu_from_stats(stats_a, stats_b, test=test, tokenize=tokenize, n_resamples=n_resamples,
+                                  seed=seed, confidence_level=confidence_level)
+
+
+def _precomputed_bleu(tokenize: str, stats: np.ndarray):
+    """A sacreBLEU BLEU whose statistics of a system are given, not extracted from its sentences."""
+    from sacrebleu.metrics import BLEU
+
+    class PrecomputedBLEU(BLEU):
+        def _extract_corpus_statistics(self, hypotheses, references):
+            return stats.tolist()
+
+    return PrecomputedBLEU(tokenize=tokenize)
+
+
+def paired_bleu_from_stats(stats_a: np.ndarray, stats_b: np.ndarray, *, test: str = "bs", tokenize: str = "13a",
+                           n_resamples: int = 1000, seed: int = SEED,
+                           confidence_level: float = CONFIDENCE) -> Paired:
+    """As paired_bleu, from per-example statistics (summed over seed replicates where there are several:
+    sacreBLEU's test then resamples examples with all their replicates)."""
     from sacrebleu import significance
 
     if test not in BLEU_TESTS:
         raise ValueError(f"test is {test!r}; use 'bs' (paired bootstrap) or 'ar' (approximate randomization)")
+    stats_a, stats_b = np.asarray(stats_a, dtype=np.int64), np.asarray(stats_b, dtype=np.int64)
+    _aligned(stats_a=stats_a, stats_b=stats_b)
     metric = _bleu_metric(tokenize)
-    stats_a = _bleu_stats(metric, predictions_a, references, "predictions_a")
-    stats_b = _bleu_stats(metric, predictions_b, references, "predictions_b")
+    metric.num_refs = 1  # lmsweep scores against one reference per example; the signature records it
     n = len(stats_a)
     score_a = float(_bleu_from_sums(metric, stats_a.sum(axis=0)))
     score_b = float(_bleu_from_sums(metric, stats_b.sum(axis=0)))
@@ -360,7 +404,10 @@ def paired_bleu(predictions_a: Sequence[str], predictions_b: Sequence[str], refe
 
     baseline = {"BLEU": (stats_a.tolist(), significance.Result(score_a))}
     run = significance._paired_bs_test if test == "bs" else significance._paired_ar_test
-    _, results = run(baseline, "B", list(predictions_b), [list(references)], {"BLEU": metric},
+    # The system's sentences are only counted (their statistics are given): n placeholders.
+    system = _precomputed_bleu(tokenize, stats_b)
+    system.num_refs = 1
+    _, results = run(baseline, "B", [""] * n, None, {"BLEU": system},
                      n_resamples, -1, seed)
     p = float(results["BLEU"].p_value)
 

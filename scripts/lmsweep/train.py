@@ -8,6 +8,7 @@ of any setting starts afresh.
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -66,6 +67,56 @@ def logged_loss(history) -> float | None:
     return total / last if last else None
 
 
+def length_report(tokenizer, records, max_length: int) -> dict:
+    """How `training.max_length` cuts the training examples, tokenized as TRL tokenizes them.
+
+    An example longer than max_length loses its end, EOS included (the model
+    never learns to stop there); one whose prompt alone fills max_length has no
+    answer token left, and contributes nothing to the loss.
+    """
+    from lmsweep.perplexity import encode
+
+    lengths, prompts = [], []
+    for record in records:
+        ids, n_prompt, _ = encode(tokenizer, record)
+        lengths.append(len(ids))
+        prompts.append(n_prompt)
+    ordered = sorted(lengths)
+    return {
+        "max_length": max_length,
+        "examples": len(lengths),
+        "truncated": sum(n > max_length for n in lengths),
+        "no_answer_token": sum(p >= max_length for p in prompts),
+        "longest": ordered[-1] if ordered else 0,
+        "median": ordered[len(ordered) // 2] if ordered else 0,
+        "longest_prompt": max(prompts, default=0),
+    }
+
+
+class TrainingSetupError(RuntimeError):
+    """Training that cannot run as configured; the message names the key and the fix."""
+
+
+def check_lengths(report: dict, model_name: str, log=print) -> None:
+    """Refuse a max_length that leaves no answer to learn; warn when it cuts many examples."""
+    n, limit = report["examples"], report["max_length"]
+    if n and report["no_answer_token"] == n:
+        raise TrainingSetupError(
+            f"model {model_name!r}: training.max_length {limit} leaves no answer token in any of the {n} training "
+            f"examples (the longest prompt has {report['longest_prompt']} tokens, the longest example "
+            f"{report['longest']}); raise training.max_length above {report['longest_prompt']}, "
+            f"to {report['longest']} to cut none"
+        )
+    if report["truncated"]:
+        share = report["truncated"] / n
+        line = (f"training.max_length {limit} cuts {report['truncated']} of {n} training examples "
+                f"({share:.0%}; their answers lose their end and EOS; longest {report['longest']} tokens, "
+                f"median {report['median']})")
+        if report["no_answer_token"]:
+            line += f"; {report['no_answer_token']} keep no answer token at all"
+        log(("warning: " if share > 0.05 else "") + line)
+
+
 def sft_dataset(train_path):
     from datasets import Dataset
 
@@ -88,8 +139,13 @@ def finetune(
     revision=None,
     trust_remote_code: bool = False,
     threads: int = 1,
+    model_source: dict | None = None,
 ) -> dict:
-    """Train, save the adapter to `adapter_dir` (PEFT format) and the loss log to `log_path`."""
+    """Train, save the adapter to `adapter_dir` (PEFT format) and the loss log to `log_path`.
+
+    `revision` is what to load (a resolved snapshot commit where there is one);
+    `model_source` is what identifies the base weights (lmsweep.modelsource), recorded.
+    """
     from lmsweep.models import skip_bitsandbytes
 
     skip_bitsandbytes(quantization.get("load_in_4bit", False))
@@ -110,11 +166,13 @@ def finetune(
 
     model_type = AutoConfig.from_pretrained(base_model, revision=revision, trust_remote_code=trust_remote_code).model_type
     targets = lora_targets(model_type, lora.get("target_modules"), model_name)
+    tokenizer = load_tokenizer(base_model, revision=revision, trust_remote_code=trust_remote_code)
+    lengths = length_report(tokenizer, read_jsonl(train_path), training["max_length"])
+    check_lengths(lengths, model_name)
     model = load_base_model(
         base_model, device, revision=revision, trust_remote_code=trust_remote_code,
         quantization=quantization, name=model_name,
     )
-    tokenizer = load_tokenizer(base_model, revision=revision, trust_remote_code=trust_remote_code)
     if load_in_4bit:
         from peft import prepare_model_for_kbit_training
 
@@ -130,10 +188,13 @@ def finetune(
         bias="none",
         task_type="CAUSAL_LM",
     )
+    # The number of training processes sets the effective batch, so it is part of what identifies a run.
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
     settings = {
         "base_model": base_model, "revision": revision, "trust_remote_code": trust_remote_code,
+        "model_source": model_source,
         "lora": lora, "training": training,
-        "quantization": quantization, "seed": seed, "device": device,
+        "quantization": quantization, "seed": seed, "device": device, "processes": processes,
     }
     ckpt = checkpoint_dir(Path(checkpoints_root), settings)
     on_gpu = device == "cuda"
@@ -195,6 +256,9 @@ def finetune(
         "resumed_from": Path(last).name if last else None,
         "global_step": global_step,
         "train_loss": logged_loss(history),
+        "processes": processes,
+        "effective_batch_size": training["batch_size"] * training["gradient_accumulation_steps"] * processes,
+        "lengths": lengths,
         "settings": settings,
         "target_modules": sorted(peft_config.target_modules),
         "versions": library_versions(),

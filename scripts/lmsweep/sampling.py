@@ -1,0 +1,85 @@
+"""Sampling that gives each test example its own random stream, whatever batch it lands in.
+
+transformers samples the next token of a whole batch with one draw of the
+global torch generator (`torch.multinomial` in `_sample`), so a sampled answer
+depends on which other prompts share its batch: a batch size found to fit the
+GPU, a batch halved on out-of-memory, or prompts sorted by length would each
+change the answers. The library has no per-row generator, but it takes extra
+logits processors. `PerExampleSampler` is one: it applies the library's own
+warpers (temperature, top-k, top-p, in the library's order), adds Gumbel noise
+drawn from the example's own generator, and keeps only the argmax token
+(Gumbel-max: argmax(logits + G) is a draw from softmax(logits)). The library's
+multinomial then has one token left to pick. Each example's stream is seeded
+from (study seed, replicate, example id) and advances one draw per step.
+
+Beam sampling (num_beams > 1 with do_sample) draws several tokens per beam
+from the joint beam distribution, which a one-token processor cannot do:
+there the library's own sampling runs, seeded per batch, and its answers
+depend on the batch (recorded as `sampling: per-batch`).
+"""
+
+# Warpers transformers may add after the processors, in its order (generation/utils.py,
+# _get_logits_processor). Only the first three are lmsweep decoding parameters; with any
+# other one set (a model's own defaults, opted in) the library's sampling runs instead.
+OTHER_WARPERS = {"top_h": None, "min_p": None, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0}
+
+
+def example_seed(seed: int, replicate: int, example_id: int) -> int:
+    """A well-mixed 63-bit seed for one example's stream (numpy's SeedSequence does the mixing)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, replicate, example_id]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def per_example_possible(generation_config) -> bool:
+    """Whether PerExampleSampler reproduces the library's sampling for this config."""
+    if not generation_config.do_sample or (generation_config.num_beams or 1) > 1:
+        return False
+    return all(getattr(generation_config, k, v) in (v, None) for k, v in OTHER_WARPERS.items())
+
+
+def _warpers(generation_config):
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    warpers = []
+    if generation_config.temperature is not None and generation_config.temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(generation_config.temperature))
+    if generation_config.top_k:
+        warpers.append(TopKLogitsWarper(top_k=generation_config.top_k, min_tokens_to_keep=1))
+    if generation_config.top_p is not None and generation_config.top_p < 1.0:
+        warpers.append(TopPLogitsWarper(top_p=generation_config.top_p, min_tokens_to_keep=1))
+    return warpers
+
+
+class PerExampleSampler:
+    """A logits processor: the next token of each row, drawn from that row's own generator."""
+
+    def __init__(self, generation_config):
+        self.warpers = _warpers(generation_config)
+        self.generators = []
+
+    def start(self, seeds, device) -> None:
+        """One generator per row of the next batch, in row order."""
+        import torch
+
+        self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if len(self.generators) != scores.shape[0]:
+            raise RuntimeError(f"PerExampleSampler has {len(self.generators)} streams for {scores.shape[0]} rows")
+        for warper in self.warpers:
+            scores = warper(input_ids, scores)
+        uniform = torch.stack([
+            torch.rand(scores.shape[1], generator=g, device=scores.device, dtype=torch.float32)
+            for g in self.generators
+        ])
+        gumbel = -torch.log(-torch.log(uniform.clamp(min=torch.finfo(torch.float32).tiny)))
+        choice = (scores.float() + gumbel).argmax(dim=-1, keepdim=True)
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, choice, 0.0)

@@ -1,0 +1,80 @@
+"""Per-example sampling draws from exactly the distribution transformers' own sampling draws from."""
+
+import math
+
+import pytest
+import torch
+
+from lmsweep.sampling import PerExampleSampler, example_seed, per_example_possible
+
+
+def draws(config, logits, n, seed=0):
+    """n draws of the next token for one row of `logits`, each from a fresh example stream."""
+    sampler = PerExampleSampler(config)
+    counts = torch.zeros(logits.shape[-1])
+    batch = 50
+    for start in range(0, n, batch):
+        sampler.start([example_seed(seed, 0, i) for i in range(start, start + batch)], "cpu")
+        out = sampler(torch.zeros(batch, 1, dtype=torch.long), logits.repeat(batch, 1))
+        assert ((out == 0).sum(dim=1) == 1).all() and torch.isinf(out).sum() == batch * (logits.shape[-1] - 1)
+        counts += torch.bincount(out.argmax(dim=1), minlength=logits.shape[-1])
+    return counts
+
+
+def library_probs(config, logits):
+    """What transformers' _sample would sample from: its own warpers, then softmax."""
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    scores = logits.clone()[None]
+    if config.temperature != 1.0:
+        scores = TemperatureLogitsWarper(config.temperature)(None, scores)
+    scores = TopKLogitsWarper(config.top_k)(None, scores)
+    if config.top_p < 1.0:
+        scores = TopPLogitsWarper(config.top_p)(None, scores)
+    return torch.softmax(scores, dim=-1)[0]
+
+
+@pytest.mark.parametrize("settings", [
+    {"temperature": 1.0, "top_k": 50, "top_p": 1.0},
+    {"temperature": 0.5, "top_k": 4, "top_p": 1.0},
+    {"temperature": 0.8, "top_k": 50, "top_p": 0.7},
+])
+def test_the_frequencies_match_the_librarys_distribution(settings):
+    from scipy.stats import chisquare
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(do_sample=True, num_beams=1, **settings)
+    logits = torch.tensor([2.0, 1.5, 1.0, 0.5, 0.0, -0.5, -1.0, -3.0])
+    n = 4000
+    counts = draws(config, logits, n)
+    probs = library_probs(config, logits)
+    support = probs > 0
+    assert counts[~support].sum() == 0, "a token the warpers removed was drawn"
+    result = chisquare(counts[support].numpy(), n * probs[support].numpy())
+    assert result.pvalue > 1e-3, (counts, n * probs)
+
+
+def test_streams_depend_on_seed_replicate_and_example():
+    seeds = {example_seed(s, r, i) for s in (1, 2) for r in (0, 1) for i in (1, 2, 3)}
+    assert len(seeds) == 12 and all(0 <= s < 2**63 for s in seeds)
+    assert example_seed(1, 0, 5) == example_seed(1, 0, 5)
+
+
+def test_only_plain_sampling_uses_per_example_streams():
+    from transformers import GenerationConfig
+
+    assert per_example_possible(GenerationConfig(do_sample=True, num_beams=1, top_k=50))
+    assert not per_example_possible(GenerationConfig(do_sample=True, num_beams=2))
+    assert not per_example_possible(GenerationConfig(do_sample=False, num_beams=1))
+    # A warper lmsweep does not apply itself (a model's own default, opted in): the library samples.
+    assert not per_example_possible(GenerationConfig(do_sample=True, num_beams=1, min_p=0.1))
+    assert not per_example_possible(GenerationConfig(do_sample=True, num_beams=1, typical_p=0.5))
+
+
+def test_a_mismatch_of_streams_and_rows_is_an_error():
+    from transformers import GenerationConfig
+
+    sampler = PerExampleSampler(GenerationConfig(do_sample=True))
+    sampler.start([1, 2], "cpu")
+    with pytest.raises(RuntimeError, match="2 streams for 3 rows"):
+        sampler(torch.zeros(3, 1, dtype=torch.long), torch.zeros(3, 5))
