@@ -14,8 +14,8 @@ sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
 import yaml
 from snakemake.utils import validate
 
-from lmsweep.configcheck import local_gpu_problems, schema_problems, study_problems
-from lmsweep.decoding import DecodingError, moved_parameters
+from lmsweep.configcheck import config_problems, local_gpu_problems
+from lmsweep.decoding import moved_parameters
 from lmsweep.decoding import expand as expand_decoding
 from lmsweep import prefetch as hub
 from lmsweep.modelsource import describe as describe_model_source
@@ -30,20 +30,15 @@ def config_error(problems):
     )
 
 
+# Every mistake at once: schema and semantic checks, and keys given twice in the
+# config files Snakemake read (PyYAML keeps the last of two equal keys silently).
+# This fills in the schema's defaults; validate() then passes and stays the last word.
 with open(os.path.join(workflow.basedir, "config.schema.yaml")) as _schema:
-    _problems = schema_problems(config, yaml.safe_load(_schema))
+    _problems = config_problems(config, yaml.safe_load(_schema), workflow.configfiles)
 if _problems:
     config_error(_problems)
 validate(config, "../config.schema.yaml")
-
-try:
-    DECODING = expand_decoding(config["decoding"])
-except DecodingError as err:
-    config_error([str(err)])
-
-_problems = study_problems(config, list(DECODING))
-if _problems:
-    config_error(_problems)
+DECODING = expand_decoding(config["decoding"])
 
 
 # {config name: [parameter, value]} of each swept config.
@@ -304,9 +299,12 @@ def gpus():
 
 
 def check_local_gpu():
-    """At the start of a run whose jobs run on this machine: is there a GPU for 4-bit?"""
+    """At the start of a run whose jobs run on this machine: a GPU for 4-bit, and enough for training?"""
     if workflow.local_exec and not workflow.remote_exec and not workflow.dryrun:
-        problems = local_gpu_problems(config)
+        # Snakemake scales a job's gpu down to this limit silently: check it against the config.
+        limit = workflow.global_resources.get("gpu")
+        limit = limit.value if limit is not None else None
+        problems = local_gpu_problems(config, limit)
         if problems:
             config_error(problems)
 

@@ -14,20 +14,33 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lmsweep.models import MODULE_NAMES
+
 REPO = Path(__file__).resolve().parents[1]
 DEMO = yaml.safe_load((REPO / "demo" / "config.yaml").read_text())
 
 
-def run_with(tmp_path, change):
+def run_with(tmp_path, change, *args, text=None):
+    """Run snakemake on the demo config after `change(config, tmp_path)`; `text(yaml)` edits the file's text."""
     config = json.loads(json.dumps(DEMO))
     change(config, tmp_path)
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    dumped = yaml.safe_dump(config, sort_keys=False)
+    (tmp_path / "config.yaml").write_text(text(dumped) if text else dumped)
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-         "--cores", "1"],
+         "--cores", "1", *args],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     return proc, proc.stdout + proc.stderr
+
+
+def problems(out):
+    """The problem lines of a config error."""
+    return [line.strip()[2:] for line in out.splitlines() if line.startswith("  - ")]
+
+
+def nothing_was_run(tmp_path):
+    return not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
 
 
 def set_key(*path, value):
@@ -77,18 +90,65 @@ CASES = {
                      ["quantization.load_in_4bit: true needs CUDA, but device is cpu; set load_in_4bit: false"]),
     "unknown enum": (set_key("dataset", "on_invalid", value="ignore"),
                      ["dataset.on_invalid: 'ignore' is not allowed; use one of error, drop"]),
+    "negative seed": (set_key("seed", value=-1),
+                      ["seed: -1 is out of range; it must be >= 0 and <= 4294967295 (numpy's seed range"]),
+    "seed above 2**32-1": (set_key("seed", value=2**32),
+                           ["seed: 4294967296 is out of range; it must be >= 0 and <= 4294967295"]),
+    "missing local model folder": (
+        set_key("models", "tiny_phi", value={"name_or_path": "./no_such_model"}),
+        ["models.tiny_phi.name_or_path: './no_such_model' does not exist", "give an existing folder or a Hub id"]),
+    "a model path that is clearly not a Hub id": (
+        set_key("models", "tiny_phi", value={"name_or_path": "models/phi/v2"}),
+        ["models.tiny_phi.name_or_path: 'models/phi/v2' does not exist"]),
+    "missing local BERTScore model": (
+        set_key("scoring", "bertscore", "model_type", value="~/no_such_bertscore_model"),
+        ["scoring.bertscore.model_type: '~/no_such_bertscore_model' does not exist"]),
+    "dataset source is a directory": (
+        set_key("dataset", "source", value=lambda t: (t / "alpaca").mkdir() or "alpaca"),
+        ["dataset.source: 'alpaca' is a directory; give a .json, .jsonl or .parquet file"]),
+    "module to save that no model has": (
+        set_key("lora", "modules_to_save", value=["embed_tokens", "nonexistent_head"]),
+        ["lora.modules_to_save: 'nonexistent_head' is no module of tiny_llama (llama), tiny_mistral (mistral), "
+         "tiny_phi (phi) (did you mean 'lm_head'?)"]),
+    "one model's LoRA target that its architecture lacks": (
+        set_key("models", "tiny_phi", "lora", value={"target_modules": ["q_proj", "o_proj"]}),
+        ["models.tiny_phi.lora.target_modules: 'o_proj' is no module of tiny_phi (phi)", "Module names: "]),
+    "a global LoRA target one architecture lacks": (
+        set_key("lora", "target_modules", value=["q_proj", "fc1"]),
+        ["lora.target_modules: 'fc1' is no module of tiny_llama (llama), tiny_mistral (mistral); PEFT would train "
+         "nothing by that name (set models.<name>.lora.target_modules for the models that lack it)"]),
+    "dropout 1": (set_key("lora", "dropout", value=1.0),
+                  ["lora.dropout: 1.0 is out of range; it must be >= 0 and < 1 "
+                   "(at 1 all LoRA input would be dropped)"]),
+    "infinite temperature": (set_key("decoding", "baseline", "temperature", value=float("inf")),
+                             ["decoding.baseline.temperature: inf is not a finite number"]),
+    "nan in a sweep": (set_key("decoding", "sweep", "temperature", value=[float("nan"), 0.5]),
+                       ["decoding.sweep.temperature.0: nan is not a finite number"]),
+    "sweep value equal to the baseline's": (
+        set_key("decoding", "sweep", "top_k", value=[10, 50]),
+        ["decoding.sweep.top_k: 50 is the baseline's value, so top_k_50 would be the baseline config twice; "
+         "remove it"]),
+    "max_new_tokens at the context length": (
+        set_key("models", "tiny_phi", "build", "max_position_embeddings", value=64),
+        set_key("decoding", "sweep", "max_new_tokens", value=[64]),
+        ["decoding.sweep.max_new_tokens: 64 new tokens are at or above the context length of "
+         "tiny_phi (64, build.max_position_embeddings)"]),
+    "max_length too small": (set_key("training", "max_length", value=8),
+                             ["training.max_length: 8 is out of range; it must be >= 32"]),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_config_is_stopped_before_any_job(tmp_path, case):
-    change, messages = CASES[case]
-    proc, out = run_with(tmp_path, change)
+    *changes, messages = CASES[case]
+    proc, out = run_with(tmp_path, lambda config, tmp: [change(config, tmp) for change in changes])
     assert proc.returncode != 0
     assert "config error (nothing was run)" in out
     for message in messages:
         assert message in out, f"missing {message!r} in:\n{out}"
-    assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
+    # One mistake, one line: a semantic check does not repeat what the schema said.
+    assert len(problems(out)) == 1, out
+    assert nothing_was_run(tmp_path)
 
 
 def test_4bit_without_a_gpu_is_stopped_on_a_local_run(tmp_path):
@@ -133,3 +193,173 @@ def test_a_bad_dataset_stops_at_prepare_data_before_any_training(tmp_path):
     assert "data.jsonl, line 4: not valid JSON" in log
     assert not (tmp_path / "results" / "finetune").exists()
     assert not (tmp_path / "results" / "prepare_data" / "train.jsonl").exists()
+
+
+def line_of(text, needle, after=0):
+    """1-based number of the first line at or after line `after` that starts with `needle`."""
+    lines = text.splitlines()
+    return next(i for i in range(after, len(lines)) if lines[i].startswith(needle)) + 1
+
+
+def test_every_kind_of_mistake_is_listed_in_one_error(tmp_path):
+    def change(config, tmp_path):
+        config["lora"]["r"] = 0  # schema
+        config["models"]["tiny_phi"]["base_decoding"] = ["greedy"]  # semantic
+        config["models"]["tiny_mistral"] = {"name_or_path": "./no_such_model"}  # a missing path
+
+    def duplicate(text):  # a second tiny_llama entry, which PyYAML would silently keep
+        return text.replace("models:\n", "models:\n  tiny_llama:\n    build:\n      architecture: mistral\n", 1)
+
+    proc, out = run_with(tmp_path, change, text=duplicate)
+    text = (tmp_path / "config.yaml").read_text()
+    first = line_of(text, "  tiny_llama:")
+    second = line_of(text, "  tiny_llama:", after=first)
+    assert proc.returncode != 0
+    assert sorted(problems(out)) == sorted([
+        "lora.r: 0 is out of range; it must be >= 1",
+        "models.tiny_phi.base_decoding: 'greedy' is not a decoding config; known: " + ", ".join(
+            ["baseline"] + [f"{p}_{v}" for p, values in DEMO["decoding"]["sweep"].items() for v in values]),
+        f"models.tiny_mistral.name_or_path: './no_such_model' does not exist (relative paths start from the "
+        f"working directory {tmp_path}); give an existing folder or a Hub id (owner/name)",
+        f"config.yaml: models.tiny_llama is given twice (lines {first} and {second}); "
+        "YAML keeps only the last one, so remove or rename one",
+    ]), out
+    assert nothing_was_run(tmp_path)
+
+
+def test_a_key_given_twice_in_a_configfile_from_the_command_line(tmp_path):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("training:\n  epochs: 1\n  learning_rate: 1.0e-3\n  epochs: 2\n")
+    proc, out = run_with(tmp_path, lambda c, t: None, "--configfile", str(extra))
+    assert proc.returncode != 0
+    assert problems(out) == [f"{extra}: training.epochs is given twice (lines 2 and 4); "
+                             "YAML keeps only the last one, so remove or rename one"], out
+    assert nothing_was_run(tmp_path)
+
+
+def test_a_local_model_folder_is_checked_against_its_config_json(tmp_path):
+    def change(config, tmp_path):
+        model = tmp_path / "my_llama"
+        model.mkdir()
+        (model / "config.json").write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 24}))
+        config["models"] = {"my_llama": {"name_or_path": str(model), "lora": {"target_modules": ["q_prj"]}}}
+
+    proc, out = run_with(tmp_path, change)
+    assert proc.returncode != 0
+    assert sorted(problems(out)) == sorted([
+        "decoding.baseline.max_new_tokens: 24 new tokens are at or above the context length of my_llama "
+        "(24, max_position_embeddings in its config.json); lower it well below that, the prompt needs room too",
+        "models.my_llama.lora.target_modules: 'q_prj' is no module of my_llama (llama) (did you mean 'q_proj'?); "
+        "PEFT would train nothing by that name. Module names: " + ", ".join(sorted(MODULE_NAMES["llama"])),
+    ]), out
+    assert nothing_was_run(tmp_path)
+
+
+def test_more_training_gpus_than_the_run_has_are_refused_at_start(tmp_path):
+    def change(config, tmp_path):
+        config["resources"]["finetune"]["gpus"] = 2
+
+    proc, out = run_with(tmp_path, change, "--resources", "gpu=1")
+    assert proc.returncode != 0
+    assert "config error (nothing was run)" in out
+    assert ("resources.finetune.gpus: 2 GPUs per training job, but this run has gpu=1" in out
+            and "Run with --resources gpu=2" in out), out
+    assert nothing_was_run(tmp_path)
+
+
+@pytest.mark.parametrize("resources, limit, key", [
+    ({"gpu_per_job": 1, "finetune": {"gpus": 2}}, 1, "resources.finetune.gpus: 2"),
+    ({"gpu_per_job": 4, "finetune": {}}, 2, "resources.gpu_per_job: 4"),  # finetune's default
+    ({"gpu_per_job": 1, "finetune": {"gpus": 2}}, 2, None),
+    ({"gpu_per_job": 1, "finetune": {"gpus": 8}}, None, None),  # no gpu limit declared: nothing scales down
+    ({"gpu_per_job": 4, "finetune": {"gpus": 1}}, 1, None),
+])
+def test_training_gpus_against_the_runs_gpu_resource(resources, limit, key):
+    from lmsweep.configcheck import local_gpu_problems
+
+    config = {"quantization": {"load_in_4bit": False}, "device": "cpu", "resources": resources}
+    found = local_gpu_problems(config, limit)
+    assert [p.split(" GPUs")[0] for p in found] == ([key] if key else []), found
+
+
+# --- module names: the table the config check reads, and the check after a model loads ---------------------
+
+
+def tiny_config(model_type):
+    from transformers import AutoConfig
+
+    return AutoConfig.for_model(
+        model_type, vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=64,
+    )
+
+
+@pytest.mark.parametrize("model_type", sorted(MODULE_NAMES))
+def test_module_names_are_those_of_the_real_transformers_class(model_type):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from lmsweep.models import LORA_TARGETS
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(tiny_config(model_type))
+    leaves = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules() if name}
+    assert set(MODULE_NAMES[model_type]) == {leaf for leaf in leaves if not leaf.isdigit()}
+    assert set(LORA_TARGETS.get(model_type, [])) <= set(MODULE_NAMES[model_type])
+
+
+@pytest.fixture(scope="module")
+def llama_model(tiny_llama):
+    from lmsweep.models import load_base_model
+
+    return load_base_model(str(tiny_llama), "cpu")
+
+
+def test_lora_module_names_the_model_has_pass(llama_model):
+    from lmsweep.models import check_lora_modules
+
+    check_lora_modules(llama_model, ["q_proj", "self_attn.v_proj"], ["embed_tokens", "lm_head"], "tiny_llama")
+    check_lora_modules(llama_model, None, [], "tiny_llama")  # the per-architecture default is not checked here
+
+
+def test_lora_module_names_the_model_lacks_are_refused_with_the_key_and_close_matches(llama_model):
+    from lmsweep.models import ModelSetupError, check_lora_modules
+
+    with pytest.raises(ModelSetupError) as err:
+        check_lora_modules(llama_model, ["q_prj", "k_proj"], ["nonexistent_head"], "tiny_llama")
+    lines = str(err.value).splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("model 'tiny_llama': lora.target_modules names 'q_prj', which is no module of this "
+                               "llama model (did you mean 'q_proj'?); fix lora.target_modules or "
+                               "models.tiny_llama.lora.target_modules (module names: ")
+    assert "lora.modules_to_save names 'nonexistent_head'" in lines[1] and "(did you mean 'lm_head'?)" in lines[1]
+
+
+@pytest.mark.parametrize("target_modules, modules_to_save, accepted", [
+    (["proj"], [], False),          # a target matches a whole last name only: "proj" is no module
+    (["mlp.up_proj"], [], True),    # or a dotted tail of one
+    (["q_proj"], ["head"], True),   # a module to save matches any tail of a name: "head" saves lm_head
+    (["q_proj"], ["lm_hea"], False),
+])
+def test_module_names_match_as_peft_matches_them(llama_model, target_modules, modules_to_save, accepted):
+    """check_lora_modules accepts exactly what PEFT finds in the model."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+    from peft.utils import ModulesToSaveWrapper
+
+    from lmsweep.models import ModelSetupError, check_lora_modules
+
+    try:
+        check_lora_modules(llama_model, target_modules, modules_to_save, "tiny_llama")
+        ours = True
+    except ModelSetupError:
+        ours = False
+    try:
+        peft_model = get_peft_model(copy.deepcopy(llama_model),
+                                    LoraConfig(r=2, target_modules=target_modules, modules_to_save=modules_to_save))
+        saved = any(isinstance(m, ModulesToSaveWrapper) for m in peft_model.modules())
+        peft_found = saved or not modules_to_save
+    except ValueError:  # PEFT: "Target modules {...} not found in the base model"
+        peft_found = False
+    assert ours == peft_found == accepted

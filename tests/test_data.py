@@ -91,11 +91,77 @@ def test_missing_file(tmp_path, name):
         data.load_records(str(tmp_path / name))
 
 
-def test_is_local():
+def test_is_local(tmp_path, monkeypatch):
     assert data.is_local("data/alpaca.jsonl")
     assert data.is_local("./alpaca")
     assert data.is_local("/abs/alpaca")
+    assert data.is_local("~/alpaca.json")
     assert not data.is_local("tatsu-lab/alpaca")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tatsu-lab" / "alpaca").mkdir(parents=True)
+    assert data.is_local("tatsu-lab/alpaca")  # a folder here: datasets would not go to the Hub either
+
+
+def test_a_folder_is_not_a_dataset_file(tmp_path):
+    with pytest.raises(DatasetError, match=r"dataset.source: '.*' is a directory; give a .json, .jsonl or .parquet"):
+        data.load_records(str(tmp_path))
+
+
+def test_a_file_of_another_type_is_named(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("instruction,input,output\n")
+    with pytest.raises(DatasetError, match=r"is a .csv file; give a .json, .jsonl or .parquet file"):
+        data.load_records(str(path))
+
+
+def test_home_folder_paths_are_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "d.json").write_text(json.dumps(RECORDS))
+    assert data.load_records("~/d.json") == RECORDS
+
+
+def latin1_jsonl(tmp_path, name="d.jsonl"):
+    """Two good lines, then one with 'é' in Latin-1 (byte 0xe9); returns the path and the byte's offset."""
+    good = "".join(json.dumps(r) + "\n" for r in RECORDS[:2]).encode()
+    bad = json.dumps({"instruction": "Say café.", "input": "", "output": "café"}, ensure_ascii=False)
+    path = tmp_path / name
+    path.write_bytes(good + bad.encode("latin-1") + b"\n")
+    return path, len(good) + bad.index("é")
+
+
+@pytest.mark.parametrize("name", ["d.jsonl", "d.json"])
+def test_a_byte_that_is_not_utf8_names_the_file_line_and_offset(tmp_path, name):
+    path, offset = latin1_jsonl(tmp_path, name)
+    with pytest.raises(DatasetError) as err:
+        data.load_records(str(path))
+    assert str(err.value).startswith(f"{path}, line 3 (byte offset {offset}): byte 0xe9 is not UTF-8; "
+                                     "re-encode the file as UTF-8")
+
+
+def test_prepare_data_stops_on_a_byte_that_is_not_utf8(tmp_path):
+    """The script, as a person runs it: the error, not a UnicodeDecodeError traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path, offset = latin1_jsonl(tmp_path)
+    script = Path(data.__file__).resolve().parents[1] / "prepare_data.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--source", str(path), "--test-size", "1", "--out-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0
+    assert f"{path}, line 3 (byte offset {offset}): byte 0xe9 is not UTF-8" in proc.stderr
+    assert "UnicodeDecodeError" not in proc.stderr
+    assert not (tmp_path / "out" / "train.jsonl").exists()
+
+
+def test_a_parquet_file_that_cannot_be_read_is_named(tmp_path):
+    path = tmp_path / "d.parquet"
+    pd.DataFrame(RECORDS).to_parquet(path)
+    path.write_bytes(path.read_bytes()[:-20])  # cut short: the footer is gone
+    with pytest.raises(DatasetError, match=rf"^{re.escape(str(path))} could not be read as Parquet \(\w+: "):
+        data.load_records(str(path))
 
 
 # --- validate ------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lmsweep.decoding import DecodingError, expand, moved_parameters
+from lmsweep.decoding import DecodingError, expand, moved_parameters, names, problems
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -107,6 +107,43 @@ def test_greedy_ignores_sampling_only_limits():
 def test_invalid_sections_raise_a_decoding_error(bad, message):
     with pytest.raises(DecodingError, match=message):
         expand(bad)
+
+
+@pytest.mark.parametrize("sweep", [{"top_k": [10, 50]}, {"do_sample": [True]}, {"temperature": [0.8]}])
+def test_a_sweep_value_equal_to_the_baseline_is_refused(sweep):
+    (parameter, values), = sweep.items()
+    with pytest.raises(DecodingError, match=rf"^decoding.sweep.{parameter}: {values[-1]!r} is the baseline's value, "
+                                            rf"so {parameter}_\S+ would be the baseline config twice; remove it"):
+        expand(section(sweep=sweep))
+
+
+def test_a_value_the_baseline_does_not_set_may_be_swept():
+    baseline = {k: v for k, v in BASELINE.items() if k != "top_k"}
+    assert "top_k_50" in expand({"baseline": baseline, "sweep": {"top_k": [50]}})
+
+
+def test_every_problem_is_listed_once():
+    bad = section(sweep={"top_k": [0, 50], "num_beams": [2, 2]}, extra={"hot": {"temperature": -1.0}}, top_p=1.5)
+    found = problems(bad)
+    assert found == [
+        "decoding.sweep.top_k: 50 is the baseline's value, so top_k_50 would be the baseline config twice; remove it "
+        "from the sweep",
+        "decoding.sweep.num_beams: value 2 is listed twice",
+        "decoding config 'baseline': top_p must be in (0, 1]",
+        # top_k_0 has the baseline's top_p too, but that is said once, for the baseline
+        "decoding config 'top_k_0': top_k=0 must be >= 1",
+        "decoding config 'hot': temperature=-1.0 must be > 0 when do_sample is true (set do_sample: false for "
+        "greedy decoding)",
+    ]
+    with pytest.raises(DecodingError) as err:
+        expand(bad)
+    assert str(err.value).splitlines() == found
+    assert problems(section(sweep={"top_k": [10]})) == []
+
+
+def test_names_are_read_without_checking():
+    assert names(section(sweep={"top_k": [0, 10], "beams": [2]}, extra={"x y": {}})) == [
+        "baseline", "top_k_0", "top_k_10", "beams_2", "x y"]
 
 
 @pytest.mark.parametrize("key", ["do_sample", "max_new_tokens"])

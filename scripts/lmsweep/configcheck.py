@@ -1,12 +1,16 @@
 """Config mistakes, said in one line each: the key, the bad value, what is allowed.
 
-Snakemake's validate() stops at the first schema error and prints the whole
-sub-schema; this lists every error, shortest first, in words a user can act on.
-The semantic checks a schema cannot express (names that refer to each other,
-files, sizes, hardware) follow in `study_problems`.
+`config_problems` lists every mistake at once, before any job runs: schema
+errors (Snakemake's validate() stops at the first and prints the whole
+sub-schema), keys given twice in a config file, non-finite numbers, and what a
+schema cannot express (names that refer to each other, files, sizes, module
+names, context lengths). A semantic check whose inputs the schema already
+refused is skipped, so one mistake is said once.
 """
 
+import copy
 import difflib
+import math
 import os
 
 BOUNDS = {
@@ -17,10 +21,25 @@ BOUNDS = {
     "minItems": "at least this many items:",
     "minProperties": "at least this many entries:",
 }
+NUMBER_BOUNDS = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")
+# Why a bound is where it is, when the number alone does not say; by the key's last name.
+REASONS = {
+    "dropout": "at 1 all LoRA input would be dropped",
+    "seed": "numpy's seed range, 0 to 2**32-1",
+    "max_length": "shorter leaves no room for a prompt and its answer",
+}
+# Context length of a built tiny model when build.max_position_embeddings is not given (the schema's default).
+BUILT_CONTEXT = 512
 
 
 def _where(error) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "the config"
+
+
+def _range(error) -> str:
+    if error.validator not in NUMBER_BOUNDS:
+        return f"{BOUNDS[error.validator]} {error.validator_value}"
+    return " and ".join(f"{BOUNDS[k]} {error.schema[k]}" for k in NUMBER_BOUNDS if k in error.schema)
 
 
 def describe(error) -> str:
@@ -40,7 +59,8 @@ def describe(error) -> str:
         expected = error.validator_value if isinstance(error.validator_value, str) else " or ".join(error.validator_value)
         return f"{where}: {value!r} is a {type(value).__name__}, expected {expected}"
     if kind in BOUNDS:
-        return f"{where}: {value!r} is out of range; it must be {BOUNDS[kind]} {error.validator_value}"
+        reason = REASONS.get(str(error.absolute_path[-1]) if error.absolute_path else "")
+        return f"{where}: {value!r} is out of range; it must be {_range(error)}" + (f" ({reason})" if reason else "")
     if kind == "required":
         missing = [k for k in error.validator_value if k not in value]
         return f"{where}: missing required key {', '.join(missing)}"
@@ -57,32 +77,174 @@ def describe(error) -> str:
     return f"{where}: {error.message}"
 
 
-def schema_problems(config: dict, schema: dict) -> list:
-    from jsonschema import Draft202012Validator
+def _filling_validator(schema: dict):
+    """A Draft 2020-12 validator that writes each missing key's default into the config as it validates.
 
-    errors = Draft202012Validator(schema).iter_errors(config)
-    return [describe(e) for e in sorted(errors, key=lambda e: (list(map(str, e.absolute_path)), e.validator))]
+    jsonschema's documented recipe (its FAQ), as Snakemake's validate() does it,
+    but on an object only and with a copy of each default (a shared `[]` would
+    tie the models' lists together).
+    """
+    from jsonschema import Draft202012Validator, validators
+
+    properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def fill_then_check(validator, props, instance, subschema):
+        if validator.is_type(instance, "object"):
+            for name, sub in props.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from properties(validator, props, instance, subschema)
+
+    return validators.extend(Draft202012Validator, {"properties": fill_then_check})(schema)
 
 
-def study_problems(config: dict, decoding_names) -> list:
-    """What the schema cannot say. `config` has the schema's defaults filled in."""
+def schema_errors(config: dict, schema: dict) -> list:
+    """The schema's errors, sorted by key; fills the schema's defaults into `config`."""
+    errors = _filling_validator(schema).iter_errors(config)
+    return sorted(errors, key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+
+
+def config_problems(config: dict, schema: dict, config_files=()) -> list:
+    """Every mistake of `config` (loaded from `config_files`), one line each; fills in the schema's defaults."""
+    nonfinite = dict(nonfinite_numbers(config))
+    errors = [e for e in schema_errors(config, schema) if tuple(e.absolute_path) not in nonfinite]
+    problems = [describe(e) for e in errors]
+    problems += [
+        f"{'.'.join(map(str, path))}: {value} is not a finite number (YAML's .inf or .nan); give a finite value"
+        for path, value in nonfinite.items()
+    ]
+    # The Snakefile's config.yaml and the same file given again with --configfile are one file.
+    files = {}
+    for path in config_files:
+        files.setdefault(os.path.realpath(path), str(path))
+    for path in files.values():
+        problems += duplicate_key_problems(path)
+    # An unknown key leaves the values beside it usable; any other error makes its value unusable.
+    invalid = {tuple(e.absolute_path) for e in errors if e.validator not in ("additionalProperties", "propertyNames")}
+    return problems + study_problems(config, invalid | set(nonfinite))
+
+
+def nonfinite_numbers(node, path=()):
+    """(path, value) of every inf or nan in the config: no bound in the schema catches nan."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from nonfinite_numbers(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from nonfinite_numbers(value, (*path, index))
+    elif isinstance(node, float) and not math.isfinite(node):
+        yield path, node
+
+
+def duplicate_key_problems(path: str) -> list:
+    """Keys given twice in one mapping of a YAML (or JSON) config file, with both line numbers.
+
+    Snakemake loads the file with PyYAML, which silently keeps the last of two
+    equal keys: a second `tiny_llama:` entry would replace the first.
+    """
+    import yaml
+
+    try:
+        with open(path) as fh:
+            root = yaml.compose(fh, Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return []  # Snakemake has read it already; what it could not read, it has said
+    problems = []
+
+    def walk(node, where):
+        if isinstance(node, yaml.MappingNode):
+            first = {}
+            for key, value in node.value:
+                if not isinstance(key, yaml.ScalarNode) or key.value == "<<":
+                    continue
+                name, line = ".".join([*where, key.value]), key.start_mark.line + 1
+                if key.value in first:
+                    problems.append(
+                        f"{path}: {name} is given twice (lines {first[key.value]} and {line}); "
+                        "YAML keeps only the last one, so remove or rename one"
+                    )
+                else:
+                    first[key.value] = line
+                walk(value, [*where, key.value])
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, [*where, str(index)])
+
+    walk(root, [])
+    return problems
+
+
+def study_problems(config: dict, invalid=frozenset()) -> list:
+    """What the schema cannot say. `config` has the schema's defaults filled in.
+
+    `invalid` holds the key paths (tuples) whose values the schema refused; a
+    check that reads one of them, or something inside or around it, is skipped.
+    """
+
+    def usable(*paths):
+        return not any(bad[: len(p)] == p or p[: len(bad)] == bad for p in paths for bad in invalid)
+
+    problems = []
+    for check in (
+        decoding_problems, base_decoding_problems, dataset_problems, quantization_problems,
+        model_path_problems, lora_problems, context_problems, bertscore_problems,
+    ):
+        try:
+            problems += check(config, usable)
+        except (KeyError, TypeError, AttributeError, ValueError):
+            if not invalid:
+                raise  # a config the schema accepts must never trip a check: that is a bug here
+    return problems
+
+
+def decoding_problems(config, usable) -> list:
+    from lmsweep import decoding
+
+    if not usable(("decoding", "baseline")):
+        return []  # every config inherits the baseline; the schema has said what is wrong with it
+    section = config["decoding"]
+    sweep = section.get("sweep") if usable(("decoding", "sweep")) else {}
+    extra = section.get("extra") if usable(("decoding", "extra")) else {}
+    return decoding.problems({
+        "baseline": section["baseline"],
+        # Unknown parameters and unusable values are the schema's to report.
+        "sweep": {p: v for p, v in (sweep or {}).items()
+                  if p in decoding.PARAMETERS and usable(("decoding", "sweep", p))},
+        "extra": {n: o for n, o in (extra or {}).items() if usable(("decoding", "extra", n))},
+    })
+
+
+def base_decoding_problems(config, usable) -> list:
+    from lmsweep import decoding
+
+    known = decoding.names(config["decoding"])
     problems = []
     for name, model in config["models"].items():
-        for decoding in model.get("base_decoding", []):
-            if decoding not in decoding_names:
+        if not usable(("models", name, "base_decoding")):
+            continue
+        for config_name in model.get("base_decoding", []):
+            if config_name not in known:
                 problems.append(
-                    f"models.{name}.base_decoding: {decoding!r} is not a decoding config; "
-                    f"known: {', '.join(decoding_names)}"
+                    f"models.{name}.base_decoding: {config_name!r} is not a decoding config; known: {', '.join(known)}"
                 )
-    dataset = config["dataset"]
-    source = dataset["source"]
-    from lmsweep.data import is_local
+    return problems
 
-    if is_local(source) and not os.path.exists(source):
-        problems.append(
-            f"dataset.source: {source!r} does not exist (relative paths start from the working directory "
-            f"{os.getcwd()})"
-        )
+
+def dataset_problems(config, usable) -> list:
+    from lmsweep.data import is_local, local_source_problem
+
+    dataset, problems = config["dataset"], []
+    source = dataset["source"]
+    if usable(("dataset", "source")):
+        if is_local(source) and not os.path.exists(os.path.expanduser(source)):
+            problems.append(
+                f"dataset.source: {source!r} does not exist (relative paths start from the working directory "
+                f"{os.getcwd()})"
+            )
+        elif problem := local_source_problem(source):
+            problems.append(f"dataset.source: {problem}")
+    if not usable(("dataset", "test_size"), ("dataset", "train_size"), ("dataset", "synthetic_size")):
+        return problems
     test, train = dataset["test_size"], dataset.get("train_size")
     fractions = [s for s in (test, train) if isinstance(s, float) and s < 1]
     if sum(fractions) > 1:
@@ -94,45 +256,187 @@ def study_problems(config: dict, decoding_names) -> list:
                 f"dataset: test_size {test} + train_size {train} exceed dataset.synthetic_size "
                 f"{dataset['synthetic_size']}; lower them or raise synthetic_size"
             )
-    if config["quantization"]["load_in_4bit"] and config["device"] == "cpu":
-        problems.append("quantization.load_in_4bit: true needs CUDA, but device is cpu; set load_in_4bit: false")
-    from lmsweep.models import LORA_TARGETS
+    return problems
 
+
+def quantization_problems(config, usable) -> list:
+    if usable(("quantization", "load_in_4bit"), ("device",)) and (
+        config["quantization"]["load_in_4bit"] and config["device"] == "cpu"
+    ):
+        return ["quantization.load_in_4bit: true needs CUDA, but device is cpu; set load_in_4bit: false"]
+    return []
+
+
+def is_path(name: str) -> bool:
+    """Clearly a local path, not a Hub id (owner/name): transformers would call it an invalid repo id."""
+    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1
+
+
+def _missing_path(key: str, name: str) -> str:
+    return (
+        f"{key}: {name!r} does not exist (relative paths start from the working directory {os.getcwd()}); "
+        "give an existing folder or a Hub id (owner/name)"
+    )
+
+
+def model_path_problems(config, usable) -> list:
+    problems = []
     for name, model in config["models"].items():
-        targets = model.get("lora", {}).get("target_modules") or config["lora"].get("target_modules")
-        architecture = model.get("build", {}).get("architecture") or local_model_type(model.get("name_or_path"))
-        if not targets and architecture and architecture not in LORA_TARGETS:
+        path = model.get("name_or_path")
+        if not isinstance(path, str) or not usable(("models", name, "name_or_path")):
+            continue
+        key, folder = f"models.{name}.name_or_path", os.path.expanduser(path)
+        if is_path(path) and not os.path.exists(folder):
+            problems.append(_missing_path(key, path))
+        elif os.path.isfile(folder):
+            problems.append(f"{key}: {path!r} is a file; give the model's folder (the one with config.json)")
+        elif os.path.isdir(folder) and not os.path.isfile(os.path.join(folder, "config.json")):
+            problems.append(f"{key}: {path!r} holds no config.json, so it is not a transformers model folder")
+    return problems
+
+
+def bertscore_problems(config, usable) -> list:
+    model_type = config["scoring"]["bertscore"]["model_type"]
+    if usable(("scoring", "bertscore", "model_type")) and is_path(model_type):
+        if not os.path.exists(os.path.expanduser(model_type)):
+            return [_missing_path("scoring.bertscore.model_type", model_type)]
+    return []
+
+
+def architecture(model: dict):
+    """(model_type, context length, where the length comes from) of a built model or a local folder.
+
+    None for a Hub id: its config is not read at parse time (it may not be
+    downloaded yet); the finetune job checks it after loading.
+    """
+    if isinstance(model.get("build"), dict):
+        build = model["build"]
+        length = build.get("max_position_embeddings", BUILT_CONTEXT)
+        return build.get("architecture"), length, "build.max_position_embeddings"
+    local = local_model_config(model.get("name_or_path"))
+    if local is None:
+        return None
+    return local.get("model_type"), local.get("max_position_embeddings"), "max_position_embeddings in its config.json"
+
+
+def local_model_config(name_or_path):
+    """A local model folder's config.json as a dict (None for a Hub id or an unreadable file)."""
+    import json
+
+    if not isinstance(name_or_path, str):
+        return None
+    path = os.path.join(os.path.expanduser(name_or_path), "config.json")
+    try:
+        with open(path) as fh:
+            loaded = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+def lora_problems(config, usable) -> list:
+    """Missing default targets for an unknown architecture; module names an architecture lacks."""
+    from lmsweep.models import LORA_TARGETS, MODULE_NAMES, close_module_names, unmatched_modules
+
+    problems, unmatched, checked = [], {}, {}
+    for name, model in config["models"].items():
+        if not usable(("models", name, "build"), ("models", name, "name_or_path")):
+            continue
+        known = architecture(model)
+        model_type = known and known[0]
+        if not model_type:
+            continue
+        for setting, to_save in (("target_modules", False), ("modules_to_save", True)):
+            own = setting in model.get("lora", {})  # a model's own setting replaces the top-level one
+            key = f"models.{name}.lora" if own else "lora"
+            if not usable(("models", name, "lora", setting) if own else ("lora", setting)):
+                continue
+            wanted = (model["lora"] if own else config["lora"]).get(setting)
+            if setting == "target_modules" and not wanted and model_type not in LORA_TARGETS:
+                problems.append(
+                    f"models.{name}: no default LoRA target modules for architecture {model_type!r}; "
+                    f"set models.{name}.lora.target_modules (defaults exist for {', '.join(sorted(LORA_TARGETS))})"
+                )
+            if model_type not in MODULE_NAMES:
+                continue
+            # The table holds last names only: a dotted name is checked by its last part here,
+            # and in full against the loaded model by the finetune job.
+            checked.setdefault(f"{key}.{setting}", []).append(name)
+            for module in wanted or []:
+                if unmatched_modules([module.rsplit(".", 1)[-1]], MODULE_NAMES[model_type], to_save):
+                    unmatched.setdefault((f"{key}.{setting}", module), []).append((name, model_type))
+    for (key, module), where in unmatched.items():
+        names = sorted({n for _, model_type in where for n in MODULE_NAMES[model_type]})
+        close = close_module_names(module, names)
+        hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+        models = ", ".join(f"{name} ({model_type})" for name, model_type in where)
+        per_model = ""
+        if len(where) < len(checked[key]):  # other models have it: a per-model setting is the fix
+            setting = key.rsplit(".", 1)[-1]
+            per_model = f" (set models.<name>.lora.{setting} for the models that lack it)"
+        problems.append(
+            f"{key}: {module!r} is no module of {models}{hint}; PEFT would train nothing by that name{per_model}. "
+            f"Module names: {', '.join(names)}"
+        )
+    return problems
+
+
+def context_problems(config, usable) -> list:
+    """max_new_tokens at or above the context length of a model whose length is known now."""
+    section = config["decoding"]
+    asked = []
+    if usable(("decoding", "baseline", "max_new_tokens")):
+        asked.append(("decoding.baseline.max_new_tokens", section["baseline"].get("max_new_tokens")))
+    if usable(("decoding", "sweep", "max_new_tokens")):
+        asked += [("decoding.sweep.max_new_tokens", v) for v in (section.get("sweep") or {}).get("max_new_tokens", [])]
+    for extra, settings in (section.get("extra") or {}).items():
+        if usable(("decoding", "extra", extra, "max_new_tokens")) and isinstance(settings, dict):
+            asked.append((f"decoding.extra.{extra}.max_new_tokens", settings.get("max_new_tokens")))
+    contexts = {}
+    for name, model in config["models"].items():
+        known = architecture(model) if usable(("models", name, "build"), ("models", name, "name_or_path")) else None
+        if known and isinstance(known[1], int):
+            contexts[name] = known[1:]
+    problems = []
+    for key, tokens in asked:
+        if not isinstance(tokens, int) or isinstance(tokens, bool):
+            continue
+        short = [f"{name} ({length}, {source})" for name, (length, source) in contexts.items() if tokens >= length]
+        if short:
             problems.append(
-                f"models.{name}: no default LoRA target modules for architecture {architecture!r}; "
-                f"set models.{name}.lora.target_modules (defaults exist for {', '.join(sorted(LORA_TARGETS))})"
+                f"{key}: {tokens} new tokens are at or above the context length of {', '.join(short)}; "
+                "lower it well below that, the prompt needs room too"
             )
     return problems
 
 
-def local_model_type(name_or_path):
-    """model_type of a local model folder (None for a Hub id: the finetune job checks it before loading)."""
-    import json
-
-    if not name_or_path or not os.path.isfile(os.path.join(name_or_path, "config.json")):
-        return None
-    with open(os.path.join(name_or_path, "config.json")) as fh:
-        return json.load(fh).get("model_type")
-
-
-def local_gpu_problems(config: dict) -> list:
-    """4-bit on a machine without an NVIDIA driver, for runs whose jobs run on this machine.
+def local_gpu_problems(config: dict, gpu_limit=None) -> list:
+    """What this machine cannot give the run's jobs: checked for runs whose jobs run here.
 
     Checked when the run starts, not while the Snakefile is read: only then is
     it known whether jobs run here or on cluster nodes (the login node of a
-    GPU cluster has no GPU, and need not).
+    GPU cluster has no GPU, and need not). `gpu_limit` is the run's global
+    `gpu` resource (None: unlimited).
     """
+    problems = []
     if config["quantization"]["load_in_4bit"] and config["device"] != "cpu" and not cuda_visible():
-        return [
+        problems.append(
             "quantization.load_in_4bit: true needs a CUDA GPU (bitsandbytes 4-bit), and this machine shows "
             "none (no /dev/nvidiactl); run on a GPU node (e.g. --workflow-profile profiles/slurm) "
             "or set quantization.load_in_4bit: false"
-        ]
-    return []
+        )
+    resources = config["resources"]
+    finetune = resources.get("finetune", {})
+    key = "resources.finetune.gpus" if "gpus" in finetune else "resources.gpu_per_job"
+    wanted = finetune.get("gpus", resources["gpu_per_job"])
+    if isinstance(gpu_limit, int) and wanted > gpu_limit:
+        # Snakemake shrinks a job's resource to the global limit without a word: one process would train.
+        problems.append(
+            f"{key}: {wanted} GPUs per training job, but this run has gpu={gpu_limit} (the default profile "
+            f"declares one); Snakemake would run the job on {gpu_limit} GPU(s). Run with --resources gpu={wanted} "
+            f"if this machine has them, or set {key}: {gpu_limit}"
+        )
+    return problems
 
 
 def cuda_visible() -> bool:

@@ -19,7 +19,22 @@ class DatasetError(ValueError):
 
 
 def is_local(source: str) -> bool:
-    return source.endswith(LOCAL_SUFFIXES) or source.startswith(("/", "./", "../"))
+    return (
+        source.endswith(LOCAL_SUFFIXES)
+        or source.startswith(("/", "./", "../", "~"))
+        or Path(source).expanduser().is_dir()  # as datasets.load_dataset would take it: not a Hub id
+    )
+
+
+def local_source_problem(source: str) -> str | None:
+    """Why a local `source` that exists cannot be read (a folder, another file type), or None."""
+    path = Path(source).expanduser()
+    needed = "give a .json, .jsonl or .parquet file in Alpaca format"
+    if path.is_dir():
+        return f"{source!r} is a directory; {needed}"
+    if path.exists() and path.suffix not in LOCAL_SUFFIXES:
+        return f"{source!r} is a {path.suffix or 'suffix-less'} file; {needed}"
+    return None
 
 
 def load_records(source: str, split: str = "train", revision=None, synthetic=None, seed: int = 0):
@@ -29,7 +44,7 @@ def load_records(source: str, split: str = "train", revision=None, synthetic=Non
 
         return make_tasks(n=synthetic["n"], seed=seed)
     if is_local(source):
-        return _load_local(Path(source))
+        return _load_local(Path(source).expanduser())
     import datasets
 
     return list(datasets.load_dataset(source, split=split, revision=revision))
@@ -38,13 +53,14 @@ def load_records(source: str, split: str = "train", revision=None, synthetic=Non
 def _load_local(path: Path):
     if not path.exists():
         raise DatasetError(f"dataset file {path} does not exist (config key dataset.source)")
+    problem = local_source_problem(str(path))
+    if problem:
+        raise DatasetError(f"dataset.source: {problem}")
     if path.stat().st_size == 0:
         raise DatasetError(f"dataset file {path} is empty")
     if path.suffix == ".parquet":
-        import pandas as pd
-
-        return pd.read_parquet(path).to_dict(orient="records")
-    text = path.read_text()
+        return _read_parquet(path)
+    text = _read_utf8(path)
     if not text.strip():
         raise DatasetError(f"dataset file {path} is empty")
     if path.suffix == ".json":
@@ -64,6 +80,32 @@ def _load_local(path: Path):
         except json.JSONDecodeError as err:
             raise DatasetError(f"{path}, line {lineno}: not valid JSON ({err.msg})") from None
     return records
+
+
+def _read_utf8(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise DatasetError(
+            f"{path}, line {line} (byte offset {err.start}): byte 0x{raw[err.start]:02x} is not UTF-8; "
+            "re-encode the file as UTF-8 (e.g. iconv -f cp1252 -t utf-8, naming its real encoding)"
+        ) from None
+
+
+def _read_parquet(path: Path):
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path).to_dict(orient="records")
+    except ImportError:
+        raise
+    except Exception as err:  # pyarrow raises ArrowInvalid, OSError and more for a bad file
+        raise DatasetError(
+            f"{path} could not be read as Parquet ({type(err).__name__}: {err}); "
+            "check that it is a complete Parquet file, or give a .json or .jsonl file"
+        ) from None
 
 
 def record_problem(record) -> str | None:

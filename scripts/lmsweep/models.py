@@ -13,6 +13,23 @@ LORA_TARGETS = {
     "phi": ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"],
 }
 
+# Every module name (the last part of a module's dotted name) of each architecture, as
+# transformers builds it by default: lets the config check refuse a LoRA target or a
+# module to save that no model of that architecture has, before any job runs.
+# tests/test_models.py checks each entry against the real transformers class.
+_DECODER = ["model", "embed_tokens", "layers", "self_attn", "q_proj", "k_proj", "v_proj", "o_proj", "mlp",
+            "gate_proj", "up_proj", "down_proj", "act_fn", "input_layernorm", "post_attention_layernorm",
+            "norm", "rotary_emb", "lm_head"]
+MODULE_NAMES = {
+    "llama": _DECODER,
+    "mistral": _DECODER,
+    "qwen2": _DECODER,
+    "gemma": _DECODER,
+    "phi": ["model", "embed_tokens", "embed_dropout", "layers", "self_attn", "q_proj", "k_proj", "v_proj", "dense",
+            "mlp", "fc1", "fc2", "activation_fn", "input_layernorm", "resid_dropout", "final_layernorm",
+            "rotary_emb", "lm_head"],
+}
+
 
 def skip_bitsandbytes(load_in_4bit: bool) -> None:
     """Keep bitsandbytes out of this process unless it loads a 4-bit model.
@@ -157,8 +174,53 @@ def load_for_step(base_model: str, adapter: str | None, load: dict, device: str,
     return model, tokenizer, device
 
 
-def model_source(model) -> dict:
-    """What the weights were loaded from: the path or Hub id, and the Hub commit when there is one."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    config = base.config
-    return {"name_or_path": getattr(config, "_name_or_path", None), "commit": getattr(config, "_commit_hash", None)}
+def unmatched_modules(wanted, module_names, to_save: bool = False) -> list:
+    """The names in `wanted` that match none of `module_names`, by PEFT's own rules.
+
+    A LoRA target matches a module whose full name is it or ends with "." + it;
+    a module to save matches any full name that ends with it (PEFT's _set_trainable
+    uses a plain endswith, so "head" would save "lm_head").
+    """
+    def found(name):
+        if to_save:
+            return any(full.endswith(name) for full in module_names)
+        return any(full == name or full.endswith("." + name) for full in module_names)
+
+    return [name for name in wanted or [] if not found(name)]
+
+
+def close_module_names(name: str, module_names) -> list:
+    """The module names `name` was most likely meant to be: the closest spellings, else the same last word."""
+    import difflib
+
+    leaf, names = name.rsplit(".", 1)[-1], sorted(set(module_names))
+    scored = sorted(((difflib.SequenceMatcher(None, leaf, n).ratio(), n) for n in names), reverse=True)
+    best = [n for ratio, n in scored if ratio >= 0.6 and ratio >= scored[0][0] - 0.05] if scored else []
+    if best:
+        return best[:3]
+    word = leaf.rsplit("_", 1)[-1]  # nonexistent_head -> lm_head
+    return [n for n in names if n.rsplit("_", 1)[-1] == word][:3]
+
+
+def check_lora_modules(model, target_modules, modules_to_save, model_name: str) -> None:
+    """Refuse LoRA target modules or modules to save that `model` (just loaded, before PEFT) lacks.
+
+    PEFT trains nothing for a module to save it does not find, and the study
+    would then rank an untrained model; an explicit target it does not find
+    stops PEFT with a message that does not name the config key.
+    `target_modules` None (lmsweep's per-architecture default) is not checked.
+    """
+    full_names = [name for name, _ in model.named_modules() if name]
+    leaves = sorted({name.rsplit(".", 1)[-1] for name in full_names if not name.rsplit(".", 1)[-1].isdigit()})
+    problems = []
+    for key, wanted, to_save in (("target_modules", target_modules, False), ("modules_to_save", modules_to_save, True)):
+        for name in unmatched_modules(wanted, full_names, to_save):
+            close = close_module_names(name, leaves)
+            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+            problems.append(
+                f"model {model_name!r}: lora.{key} names {name!r}, which is no module of this "
+                f"{model.config.model_type} model{hint}; fix lora.{key} or models.{model_name}.lora.{key} "
+                f"(module names: {', '.join(leaves)})"
+            )
+    if problems:
+        raise ModelSetupError("\n".join(problems))

@@ -156,7 +156,7 @@ def finetune(
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from lmsweep.models import load_base_model, load_tokenizer, lora_targets, resolve_device
+    from lmsweep.models import check_lora_modules, load_base_model, load_tokenizer, lora_targets, resolve_device
 
     device = resolve_device(device)
     load_in_4bit = bool(quantization.get("load_in_4bit"))
@@ -173,6 +173,8 @@ def finetune(
         base_model, device, revision=revision, trust_remote_code=trust_remote_code,
         quantization=quantization, name=model_name,
     )
+    # A module to save that the model lacks would train nothing, silently: refuse it before training.
+    check_lora_modules(model, lora.get("target_modules"), lora.get("modules_to_save"), model_name)
     if load_in_4bit:
         from peft import prepare_model_for_kbit_training
 
