@@ -190,7 +190,18 @@ def start_warm_server():
         ],
         stdout=open("logs/warm_start.log", "w"),
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": os.path.join(workflow.basedir, "scripts")},
+        # The forks inherit the server's sys.path: keep the user's PYTHONPATH in it.
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                p
+                for p in [
+                    os.path.join(workflow.basedir, "scripts"),
+                    os.environ.get("PYTHONPATH"),
+                ]
+                if p
+            ),
+        },
     )
     deadline = time.time() + 120
     while not os.path.exists(path) and server.poll() is None and time.time() < deadline:

@@ -59,6 +59,7 @@ JOB = textwrap.dedent(
         "pid": os.getpid(),
         "ppid": os.getppid(),
         "cwd": os.getcwd(),
+        "path0": sys.path[0],
         "argv": sys.argv[1:],
         "client_var": os.environ.get("CLIENT_VAR"),
         "server_var": os.environ.get("SERVER_VAR"),
@@ -177,6 +178,7 @@ def test_the_job_runs_in_a_fork_of_the_server_and_exits_like_itself(server, job)
     assert out["ppid"] == proc.pid  # forked by the server, not run by the client
     assert out["argv"] == ["a", "b c"]
     assert out["cwd"] == str(job[1])  # the client's working directory
+    assert out["path0"] == str(job[0].parent)  # the script's folder first on sys.path, as in a cold run
     assert out["client_var"] == "from the client"  # the client's environment ...
     assert out["server_var"] is None  # ... and only that
     assert out["inside"] == "1"
@@ -190,6 +192,7 @@ def test_the_same_job_run_cold_gives_the_same_output_but_its_own_process(job):
     out = json.loads(result.stdout)
     assert out["ppid"] == os.getpid()
     assert out["inside"] is None and out["cwd"] == str(job[1]) and out["argv"] == ["a", "b c"]
+    assert out["path0"] == str(job[0].parent)
     assert result.stderr == "to stderr\n"  # no server configured: no line about one
 
 

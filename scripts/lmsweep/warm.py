@@ -79,7 +79,8 @@ BNB_CHECKS = (
 
 
 def is_supported() -> bool:
-    """Fork without exec is safe with these libraries on Linux only (macOS: objc and Accelerate are not)."""
+    """Fork without exec is safe with these libraries on Linux only (macOS's system libraries are not fork-safe,
+    which is why multiprocessing spawns there; Windows has no fork)."""
     return sys.platform.startswith("linux")
 
 
@@ -108,10 +109,6 @@ def _recv_exact(conn, n: int, buf: bytes = b"", deadline=None) -> bytes:
     return buf
 
 
-def _cold(reason: str) -> None:
-    print(f"warm start: {reason}; this job runs cold", file=sys.stderr, flush=True)
-
-
 def delegate(script: str | None = None) -> None:
     """Run this job in the warm server if one is up (never returns then); else return and let it run cold."""
     path = os.environ.get(SOCKET_ENV)
@@ -136,7 +133,8 @@ def delegate(script: str | None = None) -> None:
             raise ValueError(f"not a pid: {child!r}")
     except (OSError, ValueError, KeyError, TypeError) as err:
         conn.close()
-        _cold(f"no fork from the server at {path} ({type(err).__name__}: {err})")
+        print(f"warm start: no fork from the server at {path} ({type(err).__name__}: {err}); this job runs cold",
+              file=sys.stderr, flush=True)
         return
 
     # From here on the fork is this job: it must not run a second time here.
@@ -197,6 +195,7 @@ def _run_child(conn, request) -> int:
     os.environ.update(request["env"])
     os.environ[INSIDE_ENV] = "1"
     sys.argv = request["argv"]
+    sys.path[0] = os.path.dirname(request["script"])  # as `python script.py` sets it
     _unhide_bitsandbytes()
     _apply_threads()
     import runpy
@@ -374,4 +373,7 @@ def serve(path: str, parent: int, preload_modules=PRELOAD) -> None:
 
 
 if __name__ == "__main__":
+    # Run as a file, Python put scripts/lmsweep/ first on sys.path, where our modules (data, metrics,
+    # models ...) would shadow any library's of the same name: put scripts/ there instead.
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     serve(sys.argv[1], int(sys.argv[2]))
