@@ -310,11 +310,13 @@ def check_local_gpu():
 
 
 def start_warm_server():
-    """Start lmsweep.warm's server for a local run without conda envs (see warm.py)."""
+    """Start lmsweep.warm's server for a local run on Linux without conda envs (see warm.py)."""
     from snakemake.settings.types import DeploymentMethod
     import subprocess
     import tempfile
     import time
+
+    from lmsweep.warm import is_supported
 
     if (
         not config["warm_start"]
@@ -324,20 +326,37 @@ def start_warm_server():
         or DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
     ):
         return
+    if not is_supported():
+        logger.warning(
+            f"warm start: not on {sys.platform} (forking a preloaded process is safe on Linux only); jobs run cold"
+        )
+        return
     path = os.path.join(tempfile.mkdtemp(prefix="lmsweep-warm-"), "socket")
     os.makedirs("logs", exist_ok=True)
-    hide_bnb = "0" if config["quantization"]["load_in_4bit"] else "1"
+    # bitsandbytes stays hidden in the server whatever quantization says: its
+    # import initialises CUDA, which would break every fork; 4-bit jobs import
+    # it in their own fork.
     server = subprocess.Popen(
         [
             sys.executable,
             os.path.join(workflow.basedir, "scripts", "lmsweep", "warm.py"),
             path,
             str(os.getpid()),
-            hide_bnb,
         ],
         stdout=open("logs/warm_start.log", "w"),
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": os.path.join(workflow.basedir, "scripts")},
+        # The forks inherit the server's sys.path: keep the user's PYTHONPATH in it.
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                p
+                for p in [
+                    os.path.join(workflow.basedir, "scripts"),
+                    os.environ.get("PYTHONPATH"),
+                ]
+                if p
+            ),
+        },
     )
     deadline = time.time() + 120
     while not os.path.exists(path) and server.poll() is None and time.time() < deadline:

@@ -3,13 +3,38 @@
 Every Snakemake job is a fresh Python process, and importing torch,
 transformers, peft and bert-score costs 6 to 10 s of CPU here, more than a
 demo-sized generation or scoring job itself. With `warm_start: true` (local
-runs without --use-conda only) the Snakefile starts one server that imports
-those libraries and then waits on a Unix socket. A job script calls
+runs on Linux without --use-conda only) the Snakefile starts one server that
+imports those libraries and then waits on a Unix socket. A job script calls
 `delegate()` first: it sends the server its own script file, arguments,
 environment, working directory and standard streams; the server forks, and the
-fork runs the script exactly as the job would have, writing to the job's own
+fork runs the script as the job would have, writing to the job's own
 stdout/stderr. The job process waits for the fork's exit status and exits
-with it, so Snakemake sees an ordinary job. No GPU is touched before the fork.
+with it, so Snakemake sees an ordinary job.
+
+What is guaranteed:
+
+- The server never touches CUDA, so CUDA works in every fork (a fork may
+  initialise it; only a parent that did breaks its forks). bitsandbytes, whose
+  import initialises CUDA, is hidden in the server whatever the config; a
+  library's `torch.cuda.is_available()` asks NVML, not the CUDA driver
+  (PYTORCH_NVML_BASED_CUDA_CHECK=1). After preloading, the server refuses to
+  serve (logs why and exits; every job runs cold) if torch.cuda.is_initialized()
+  or if a fork of it finds CUDA unusable (torch's "bad fork").
+- A fork starts as its job would cold: the job's environment, working
+  directory, argv and streams; bitsandbytes visible again (a 4-bit job imports
+  it in the fork; `models.skip_bitsandbytes(False)` hides it as in a cold
+  process); torch's and the BLAS libraries' thread counts set from the job's
+  OMP_NUM_THREADS (Snakemake sets it to the job's threads).
+- A job never fails because of the warm start and never runs twice: any
+  failure before the fork's pid reached the job (no server, a closed or
+  malformed reply, a time-out) runs the job cold in its own process, with one
+  line on stderr. The fork runs the script only after the job acknowledged that
+  pid; from then on the fork is the job, and a lost connection makes the job
+  fail (exit 1), never run again.
+- One request cannot stop the server: a client that dies or sends half a
+  request (read time-out REQUEST_TIMEOUT), malformed JSON or a failing fork is
+  logged (logs/warm_start.log) and the server goes on.
+- Linux only: elsewhere no server is started and delegate() returns.
 
 Without the server (cluster jobs, conda envs, `warm_start: false`) `delegate()`
 returns at once and the script runs cold.
@@ -21,6 +46,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 
 SOCKET_ENV = "LMSWEEP_WARM_SOCKET"
 INSIDE_ENV = "LMSWEEP_WARM_CHILD"
@@ -37,6 +63,25 @@ PRELOAD = (
     "sacrebleu",
     "pandas",
 )
+# The server serves one request at a time: a client that stalls holds up the
+# others for at most REQUEST_TIMEOUT; a job waits REPLY_TIMEOUT for its fork's
+# pid (many queued jobs included) before it runs cold.
+REQUEST_TIMEOUT = 5.0
+REPLY_TIMEOUT = 60.0
+MAX_MESSAGE = 16 << 20
+# Availability checks that cache their answer: one computed in the server,
+# where bitsandbytes is hidden, must not stick in a fork that may import it.
+BNB_CHECKS = (
+    ("transformers.utils.import_utils", "is_bitsandbytes_available"),
+    ("peft.import_utils", "is_bnb_available"),
+    ("peft.import_utils", "is_bnb_4bit_available"),
+)
+
+
+def is_supported() -> bool:
+    """Fork without exec is safe with these libraries on Linux only (macOS's system libraries are not fork-safe,
+    which is why multiprocessing spawns there; Windows has no fork)."""
+    return sys.platform.startswith("linux")
 
 
 def _send(conn, obj) -> None:
@@ -44,43 +89,103 @@ def _send(conn, obj) -> None:
     conn.sendall(struct.pack("!I", len(data)) + data)
 
 
-def _recv(conn):
-    header = _recv_exact(conn, 4)
-    if header is None:
-        return None
-    return json.loads(_recv_exact(conn, struct.unpack("!I", header)[0]))
+def _recv(conn, deadline=None):
+    """One message; ConnectionError on end of stream, TimeoutError past `deadline`, ValueError if malformed."""
+    length = struct.unpack("!I", _recv_exact(conn, 4, deadline=deadline))[0]
+    if length > MAX_MESSAGE:
+        raise ValueError(f"a message of {length} bytes announced (at most {MAX_MESSAGE})")
+    return json.loads(_recv_exact(conn, length, deadline=deadline))
 
 
-def _recv_exact(conn, n: int):
-    buf = b""
+def _recv_exact(conn, n: int, buf: bytes = b"", deadline=None) -> bytes:
     while len(buf) < n:
+        if deadline is not None:
+            # A deadline for the whole message, not per recv(): one byte every few seconds must not hold the server.
+            conn.settimeout(max(deadline - time.monotonic(), 1e-3))
         chunk = conn.recv(n - len(buf))
         if not chunk:
-            return None
+            raise ConnectionError(f"the other end closed the connection after {len(buf)} of {n} bytes")
         buf += chunk
     return buf
 
 
 def delegate(script: str | None = None) -> None:
-    """Run this job in the warm server if one is up (never returns then); else return."""
+    """Run this job in the warm server if one is up (never returns then); else return and let it run cold."""
     path = os.environ.get(SOCKET_ENV)
-    if not path or os.environ.get(INSIDE_ENV):
+    if not path or os.environ.get(INSIDE_ENV) or not is_supported():
         return
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
+        conn.settimeout(REPLY_TIMEOUT)
         conn.connect(path)
-    except OSError:
-        return  # no server: run cold
-    script = script or sys.argv[0]
-    request = {"script": os.path.abspath(script), "argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ)}
-    data = json.dumps(request).encode()
-    socket.send_fds(conn, [struct.pack("!I", len(data)) + data], [0, 1, 2])
-    child = _recv(conn)["pid"]
-    # Snakemake stops a job by signalling its process: pass that on to the fork.
+        request = {
+            "script": os.path.abspath(script or sys.argv[0]), "argv": sys.argv, "cwd": os.getcwd(),
+            "env": dict(os.environ),
+        }
+        data = json.dumps(request).encode()
+        message = struct.pack("!I", len(data)) + data
+        sent = socket.send_fds(conn, [message], [0, 1, 2])
+        if sent < len(message):
+            conn.sendall(message[sent:])
+        reply = _recv(conn, deadline=time.monotonic() + REPLY_TIMEOUT)
+        child = reply["pid"]
+        if type(child) is not int or child <= 0:
+            raise ValueError(f"not a pid: {child!r}")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        conn.close()
+        print(f"warm start: no fork from the server at {path} ({type(err).__name__}: {err}); this job runs cold",
+              file=sys.stderr, flush=True)
+        return
+
+    # From here on the fork is this job: it must not run a second time here.
+    def forward(signum, frame):
+        # Snakemake stops a job by signalling its process: pass that on to the fork.
+        try:
+            os.kill(child, signum)
+        except ProcessLookupError:
+            pass
+
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda signum, frame: os.kill(child, signum))
-    reply = _recv(conn)
-    sys.exit(1 if reply is None else reply["exit"])
+        signal.signal(sig, forward)
+    try:
+        _send(conn, {"go": True})
+        conn.settimeout(None)
+        code = _recv(conn)["exit"]
+        if type(code) is not int:
+            raise ValueError(f"not an exit status: {code!r}")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        print(f"warm start: lost the job's fork (pid {child}): {type(err).__name__}: {err}; the job failed",
+              file=sys.stderr, flush=True)
+        code = 1
+    sys.exit(code)
+
+
+def _apply_threads() -> None:
+    """Give the fork the job's thread count: the libraries read it once, in the server, from the server's env."""
+    try:
+        threads = int(os.environ["OMP_NUM_THREADS"])
+    except (KeyError, ValueError):
+        return
+    if threads < 1:
+        return
+    try:
+        from threadpoolctl import threadpool_limits  # the BLAS pools numpy and scipy loaded in the server
+    except ImportError:
+        pass
+    else:
+        threadpool_limits(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def _unhide_bitsandbytes() -> None:
+    """Make bitsandbytes importable again, as in a cold process (the job's skip_bitsandbytes() decides)."""
+    if "bitsandbytes" in sys.modules and sys.modules["bitsandbytes"] is None:
+        del sys.modules["bitsandbytes"]
+    for module, name in BNB_CHECKS:
+        check = getattr(sys.modules.get(module), name, None)
+        if hasattr(check, "cache_clear"):
+            check.cache_clear()
 
 
 def _run_child(conn, request) -> int:
@@ -90,6 +195,9 @@ def _run_child(conn, request) -> int:
     os.environ.update(request["env"])
     os.environ[INSIDE_ENV] = "1"
     sys.argv = request["argv"]
+    sys.path[0] = os.path.dirname(request["script"])  # as `python script.py` sets it
+    _unhide_bitsandbytes()
+    _apply_threads()
     import runpy
     import threading
     import traceback
@@ -118,54 +226,154 @@ def _run_child(conn, request) -> int:
         return 1
 
 
-def serve(path: str, parent: int, preload=PRELOAD, hide_bitsandbytes: bool = True) -> None:
-    """Import `preload`, then fork one child per request until `parent` exits."""
-    if hide_bitsandbytes:
-        sys.modules.setdefault("bitsandbytes", None)
+def _log(message: str) -> None:
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} warm start: {message}", file=sys.stderr, flush=True)
+
+
+def preload(modules=PRELOAD) -> None:
+    """Import `modules` as the server does: bitsandbytes hidden, no CUDA driver call for availability checks."""
     import importlib
 
-    for name in preload:
+    sys.modules.setdefault("bitsandbytes", None)
+    os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
+    for name in modules:
         importlib.import_module(name)
+
+
+def cuda_problem() -> str | None:
+    """Why CUDA would not work in a fork of this process, or None."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    if torch.cuda.is_initialized():
+        return "torch.cuda.is_initialized() is true in the server"
+    # A call of the CUDA driver (cudaGetDeviceCount) leaves is_initialized() false
+    # but marks every fork bad: ask a fork.
+    pid = os.fork()
+    if pid == 0:
+        os._exit(3 if torch.cuda._is_in_bad_fork() else 0)
+    if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
+        return "a fork of the server is in torch's bad-fork state (a library called the CUDA driver while importing)"
+    return None
+
+
+def _read_request(conn):
+    """The request and the job's three standard stream descriptors; raises if anything is off."""
+    deadline = time.monotonic() + REQUEST_TIMEOUT
+    conn.settimeout(REQUEST_TIMEOUT)
+    msg, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
+    try:
+        if not msg:
+            raise ConnectionError("the client closed the connection before sending a request")
+        header = _recv_exact(conn, 4, msg[:4], deadline)
+        length = struct.unpack("!I", header)[0]
+        if length > MAX_MESSAGE:
+            raise ValueError(f"a request of {length} bytes announced (at most {MAX_MESSAGE})")
+        request = json.loads(_recv_exact(conn, length, msg[4:], deadline)[:length])
+        if len(fds) != 3:
+            raise ValueError(f"{len(fds)} file descriptors with the request, not 3 (stdin, stdout, stderr)")
+        if not (
+            isinstance(request, dict)
+            and all(isinstance(request.get(k), str) for k in ("script", "cwd"))
+            and isinstance(request.get("argv"), list) and all(isinstance(a, str) for a in request["argv"])
+            and isinstance(request.get("env"), dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in request["env"].items())
+        ):
+            raise ValueError("the request is not {script, argv, cwd, env} with strings")
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return request, fds
+
+
+def _start_child(server, conn, request, fds) -> None:
+    """In the fork: take the job's streams, report the pid, wait for the job's go, run. Never returns."""
+    code = 1
+    try:
+        server.close()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)
+        conn.settimeout(REPLY_TIMEOUT)
+        _send(conn, {"pid": os.getpid()})
+        try:
+            go = _recv(conn, deadline=time.monotonic() + REPLY_TIMEOUT)
+        except (OSError, ValueError):
+            go = None
+        if go != {"go": True}:
+            os._exit(1)  # the job process gave up on this fork and runs cold: never run the job twice
+        conn.settimeout(None)
+        code = _run_child(conn, request)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _send(conn, {"exit": code})
+    except BaseException:
+        # The job process reports a lost fork; nothing here may reach the server's loop.
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _handle(server, conn) -> None:
+    request, fds = _read_request(conn)
+    try:
+        if os.fork() == 0:
+            _start_child(server, conn, request, fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def serve(path: str, parent: int, preload_modules=PRELOAD) -> None:
+    """Import `preload_modules`, then fork one child per request until `parent` exits."""
+    if not is_supported():
+        _log(f"not started: forking a preloaded process is safe on Linux only, not {sys.platform}")
+        sys.exit(1)
+    start = time.monotonic()
+    preload(preload_modules)
+    problem = cuda_problem()
+    if problem:
+        _log(f"refusing to serve: {problem}; every job runs cold")
+        sys.exit(1)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     if os.path.exists(path):
         os.unlink(path)
     server.bind(path + ".tmp")
-    os.rename(path + ".tmp", path)  # clients never see a socket that is not listening
     server.listen(64)
+    os.rename(path + ".tmp", path)  # clients never see a socket that is not listening
     server.settimeout(1.0)
-    while os.getppid() == parent:
-        try:
-            conn, _ = server.accept()
-        except TimeoutError:
-            continue
-        conn.settimeout(None)
-        msg, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
-        length = struct.unpack("!I", msg[:4])[0]
-        while len(msg) < 4 + length:
-            msg += conn.recv(4 + length - len(msg))
-        request = json.loads(msg[4 : 4 + length])
-        pid = os.fork()
-        if pid == 0:
-            server.close()
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            for target, fd in enumerate(fds):
-                os.dup2(fd, target)
-                os.close(fd)
-            sys.stdout = open(1, "w", buffering=1, closefd=False)
-            sys.stderr = open(2, "w", buffering=1, closefd=False)
-            _send(conn, {"pid": os.getpid()})
-            code = _run_child(conn, request)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            _send(conn, {"exit": code})
-            os._exit(code)
-        for fd in fds:
-            os.close(fd)
-        conn.close()
-    server.close()
-    os.unlink(path)
+    _log(f"{len(preload_modules)} modules imported in {time.monotonic() - start:.1f} s; serving on {path}")
+    try:
+        while os.getppid() == parent:
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError as err:  # out of file descriptors, say: wait, do not spin
+                _log(f"accept failed: {err}")
+                time.sleep(0.5)
+                continue
+            try:
+                _handle(server, conn)
+            except Exception as err:
+                _log(f"request dropped, the job runs cold: {type(err).__name__}: {err}")
+            finally:
+                conn.close()
+    finally:
+        server.close()
+        if os.path.exists(path):
+            os.unlink(path)
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], int(sys.argv[2]), hide_bitsandbytes=sys.argv[3] == "1")
+    # Run as a file, Python put scripts/lmsweep/ first on sys.path, where our modules (data, metrics,
+    # models ...) would shadow any library's of the same name: put scripts/ there instead.
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    serve(sys.argv[1], int(sys.argv[2]))
