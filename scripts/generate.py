@@ -57,7 +57,7 @@ def run(
     effective = effective_settings(config)
     meta = {**(labels or {}), "settings": generation["settings"], "generation_config": effective,
             "sweep": generation.get("sweep"), "seed": seed, "replicate": replicate,
-            "base_model": base_model, "adapter": adapter}
+            "base_model": base_model, "adapter": adapter, "versions": library_versions()}
     write_jsonl(out_path, [
         {"id": r["id"], "prompt": format_prompt(r), "reference": r["output"], **result, **meta}
         for r, result in zip(records, results)
@@ -75,7 +75,6 @@ def run(
         "seconds": {"load": round(loaded - started, 3), "generate": round(finished - loaded, 3)},
         "new_tokens_per_second": round(new_tokens / max(finished - loaded, 1e-9), 2),
         "device": str(device),
-        "versions": library_versions(),
     }
     write_json(info_path, info)
     share = info["hit_max_new_tokens"] / max(1, len(records))

@@ -63,3 +63,89 @@ def llama2_layout(tiny_llama, tmp_path_factory):
         "do_sample": True, "temperature": 0.6, "top_p": 0.9, "max_length": 4096,
     }))
     return folder
+
+
+@pytest.fixture(scope="session")
+def mini_study(tmp_path_factory):
+    """The files scoring and perplexity leave for aggregate, compare and report, for a small made-up study.
+
+    30 test records; models m1 and m2; configs baseline, top_k_10 and num_beams_2 (sweeps around a
+    sampled baseline) fine-tuned, and baseline for the base variant. m1's fine-tuned answers are
+    mostly the references (m1 is best), m2's half of them, base answers are wrong; m1's top_k_10
+    gives m1's baseline answers (identical runs); baseline and top_k_10 have 2 seed replicates.
+    Metrics are computed by the real libraries (sacreBLEU, rouge-score); BERTScore stands in as
+    a fixed function of ROUGE-L (BERTScore's model is not what these tests test).
+    """
+    import json
+    import math
+
+    import pandas as pd
+
+    from lmsweep import metrics
+    from lmsweep.files import write_jsonl
+
+    folder = tmp_path_factory.mktemp("mini_study")
+    tasks = [{"id": i, **r} for i, r in enumerate(make_tasks(n=30, seed=5), start=1)]
+    write_jsonl(folder / "test.jsonl", tasks)
+    baseline = {"do_sample": True, "top_k": 50, "num_beams": 1, "temperature": 0.8, "max_new_tokens": 8}
+    configs = {"baseline": (baseline, None), "top_k_10": ({**baseline, "top_k": 10}, ["top_k", 10]),
+               "num_beams_2": ({**baseline, "num_beams": 2}, ["num_beams", 2])}
+    right = {("m1", "finetuned"): 0.9, ("m2", "finetuned"): 0.5, ("m1", "base"): 0.0, ("m2", "base"): 0.0}
+
+    def answers(model, variant, decoding, rep):
+        share = right[(model, variant)] - (0.2 if decoding == "num_beams_2" else 0.0)
+        salt = 0 if decoding == "top_k_10" else {"baseline": 0, "num_beams_2": 7}[decoding]
+        out = []
+        for k, r in enumerate(tasks):
+            good = ((k * 7 + rep * 3 + salt) % 10) < share * 10
+            out.append(r["output"] if good else f"wrong answer {k} {rep}")
+        return out
+
+    summaries = []
+    for model in ("m1", "m2"):
+        for variant, decodings in (("finetuned", configs), ("base", ["baseline"])):
+            for decoding in decodings:
+                settings, sweep = configs[decoding]
+                for rep in range(2 if settings["num_beams"] == 1 else 1):
+                    preds = answers(model, variant, decoding, rep)
+                    refs = [r["output"] for r in tasks]
+                    bleu = metrics.bleu(preds, refs)
+                    rouge = metrics.rouge_l(preds, refs)
+                    bert = [0.3 + 0.6 * v for v in rouge["per_example"]]
+                    stem = folder / "score" / model / variant / decoding / f"rep{rep}"
+                    stem.parent.mkdir(parents=True, exist_ok=True)
+                    pd.DataFrame({"id": [r["id"] for r in tasks], "prediction": preds, "reference": refs,
+                                  "bleu": bleu["per_example"], "rouge_l": rouge["per_example"],
+                                  "bertscore_f1": bert, "new_tokens": [4] * len(tasks),
+                                  "hit_max_new_tokens": [False] * len(tasks)}).to_csv(
+                        f"{stem}.per_example.csv", index=False)
+                    summary = {
+                        "model": model, "variant": variant, "decoding": decoding, "replicate": rep, "sweep": sweep,
+                        "settings": settings, "n_examples": len(tasks), "seed": 42,
+                        "metrics": {"bleu": {"score": bleu["score"], "signature": bleu["signature"]},
+                                    "rouge_l": {"score": rouge["score"], "signature": rouge["signature"]},
+                                    "bertscore_f1": {"score": sum(bert) / len(bert), "signature": "minilm-ish"}},
+                        "versions": {"torch": "x"},
+                    }
+                    (folder / "score" / model / variant / decoding / f"rep{rep}.json").write_text(json.dumps(summary))
+                    summaries.append(folder / "score" / model / variant / decoding / f"rep{rep}.json")
+    perplexities = []
+    for (model, variant), ppl in {("m1", "finetuned"): 8.0, ("m1", "base"): 300.0, ("m2", "finetuned"): 12.0,
+                                  ("m2", "base"): 250.0}.items():
+        tokens = [4 + (i % 5) for i in range(len(tasks))]
+        nll = [t * math.log(ppl) * (0.8 + 0.4 * ((i * 13) % 7) / 6) for i, t in enumerate(tokens)]
+        path = folder / "perplexity" / model / f"{variant}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"id": [r["id"] for r in tasks], "nll": nll, "tokens": tokens,
+                      "bytes": [len(r["output"].encode()) for r in tasks],
+                      "words": [len(r["output"].split()) for r in tasks]}).to_csv(
+            path.with_suffix("").with_suffix(".per_example.csv"), index=False)
+        path.write_text(json.dumps({
+            "model": model, "variant": variant, "perplexity": math.exp(sum(nll) / sum(tokens)),
+            "n_examples": len(tasks), "seed": 42, "versions": {"torch": "x"},
+            "signatures": {"perplexity": "ppl", "bits_per_byte": "bpb", "word_perplexity": "wppl"},
+        }))
+        perplexities.append(path)
+    statistics = {"confidence": 0.95, "resamples": 500, "max_resamples": 2000, "alpha": 0.05, "seed": 1}
+    return {"folder": folder, "test": folder / "test.jsonl", "summaries": summaries, "perplexities": perplexities,
+            "statistics": statistics, "baseline": baseline}

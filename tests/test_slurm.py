@@ -348,17 +348,24 @@ def fake_job(tmp_path, gpus: int, threads: int = 8):
     return namespace(
         input=namespace(train=str(tmp_path / "train.jsonl")),
         output=namespace(adapter=str(tmp_path / "m" / "adapter"), loss=str(tmp_path / "m" / "train_log.csv")),
-        params=namespace(base_model="org/base", checkpoints=str(tmp_path / "m" / "checkpoints"), **PARAMS),
+        params=namespace(base_model="org/base", checkpoints=str(tmp_path / "m" / "checkpoints"),
+                         processes=max(1, gpus), **PARAMS),
         wildcards=namespace(model="m"), resources=namespace(gpu=gpus), threads=threads,
         log=[str(tmp_path / "finetune.log")],
     )
 
 
-def run_adapter(tmp_path, monkeypatch, gpus: int):
-    """Run scripts/finetune.py's Snakemake adapter; return the in-process training call or the exec'd command."""
+def run_adapter(tmp_path, monkeypatch, gpus: int, visible: int | None = None):
+    """Run scripts/finetune.py's Snakemake adapter; return the in-process training call or the exec'd command.
+
+    The job sees `visible` GPUs (default: as many as it asks for).
+    """
+    import torch
+
     import lmsweep.train
     import lmsweep.warm
 
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus if visible is None else visible)
     calls = {}
 
     class Exec(Exception):
@@ -401,6 +408,12 @@ def test_several_gpus_exec_accelerate_launch_with_the_jobs_params(tmp_path, monk
     assert json.loads(params_file.read_text()) == PARAMS
     assert params_file.parent == tmp_path / "m" / "checkpoints"
     assert "launching 4 training processes" in (tmp_path / "finetune.log").read_text()
+
+
+def test_more_training_processes_than_visible_gpus_stop_before_anything_loads(tmp_path, monkeypatch):
+    with pytest.raises(SystemExit, match=r"resources.finetune.gpus is 2, but this job sees 1 GPU\(s\).*"
+                                         r"or lower resources.finetune.gpus to 1"):
+        run_adapter(tmp_path, monkeypatch, gpus=2, visible=1)
 
 
 def test_the_launched_command_line_reaches_main_as_the_rule_meant(tmp_path, monkeypatch):

@@ -240,7 +240,7 @@ def sweep_table(scores, comparisons, parameter: str, baseline_value):
             .drop_duplicates("decoding").itertuples()
         ]
         for value, decoding in sorted(points, key=lambda p: _sortable(p[0])):
-            entry = {parameter: value if decoding != "baseline" else f"{value} (baseline)", "model": model}
+            entry = {parameter: value_text(value) + (" (baseline)" if decoding == "baseline" else ""), "model": model}
             for metric in TEXT_METRICS:
                 row = row_of(scores, model, "finetuned", decoding, metric)
                 c = None if decoding == "baseline" else comparison_of(
@@ -249,6 +249,13 @@ def sweep_table(scores, comparisons, parameter: str, baseline_value):
                 entry[LABELS[metric]] = "" if row is None else with_interval(row, metric) + _suffix(mark(c))
             rows.append(entry)
     return pd.DataFrame(rows)
+
+
+def value_text(value) -> str:
+    """A swept value as the config wrote it (10, not 10.0: the CSV reads a column with gaps as floats)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _suffix(m: str) -> str:
@@ -281,19 +288,21 @@ def sweep_sentences(scores, comparisons, parameter: str, baseline_value) -> list
                 continue
             sign = 1 if HIGHER_IS_BETTER[metric] else -1
             best_value, best_row = max(series, key=lambda p: sign * p[1]["value"])
+            equal = [value_text(v) for v, r in series if r["value"] == best_row["value"]]
             values = [r["value"] for _, r in series]
             steps = [b - a for a, b in zip(values, values[1:])]
             trend = ("rises" if all(s > 0 for s in steps) else "falls" if all(s < 0 for s in steps)
                      else "is flat" if all(s == 0 for s in steps) else "is not monotone")
             tied = []
             for value, row in series:
-                if value == best_value:
+                if value == best_value or row["value"] == best_row["value"]:
                     continue
                 c = comparison_of(comparisons, "sweep value vs best", metric,
                                   (model, "finetuned", best_row["decoding"]), (model, "finetuned", row["decoding"]))
                 if c is not None and (c["identical"] or not c["significant"]):
-                    tied.append(str(value) + (" (identical answers)" if c["identical"] else ""))
-            text = (f"{LABELS[metric]} is best at {parameter} = {best_value} ({with_interval(best_row, metric)}); "
+                    tied.append(value_text(value) + (" (identical answers)" if c["identical"] else ""))
+            text = (f"{LABELS[metric]} is best at {parameter} = {' = '.join(equal)} "
+                    f"({with_interval(best_row, metric)}{', the same value' if len(equal) > 1 else ''}); "
                     f"it {trend} with {parameter}")
             text += ("; not significantly worse: " + ", ".join(tied)) if tied else "; every other value is significantly worse"
             parts.append(text)

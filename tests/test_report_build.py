@@ -1,0 +1,120 @@
+"""The report: the study's questions answered in computed sentences, flat tables, self-contained HTML."""
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from lmsweep import aggregate, compare, findings, report
+
+
+@pytest.fixture(scope="module")
+def built(mini_study, tmp_path_factory):
+    s = mini_study
+    out = tmp_path_factory.mktemp("report")
+    scores_csv, comparisons_csv = out / "scores.csv", out / "comparisons.csv"
+    aggregate.aggregate(s["summaries"], s["perplexities"], s["test"], {"tokenize": "13a"},
+                        s["statistics"]).to_csv(scores_csv, index=False)
+    compare.compare(s["summaries"], s["perplexities"], s["test"], {"tokenize": "13a"},
+                    s["statistics"]).to_csv(comparisons_csv, index=False)
+    infos = []
+    for path in s["summaries"]:
+        summary = json.loads(path.read_text())
+        info = {k: summary[k] for k in ("model", "variant", "decoding", "settings", "sweep")}
+        info.update(generation_config={**summary["settings"], "top_p": 1.0}, sampling="per-example",
+                    overridden_model_defaults={"top_p": {"model": 0.9, "used": 1.0}} if summary["model"] == "m1" else {},
+                    seconds={"generate": 2.0 if summary["decoding"] == "num_beams_2" else 1.0}, new_tokens=120,
+                    batch_sizes=[30])
+        info_path = out / f"{summary['model']}.{summary['variant']}.{summary['decoding']}.{summary['replicate']}.json"
+        info_path.write_text(json.dumps(info))
+        infos.append(info_path)
+    record = {
+        "dataset": "synthetic", "n_train": 100, "n_test": 30, "seed": 42, "baseline": s["baseline"],
+        "decoding": __import__("lmsweep.provenance", fromlist=["x"]).generation_records(
+            [json.loads(p.read_text()) for p in infos]),
+        "models": {m: {"base_model": f"tiny/{m}", "lora": {"r": 4, "alpha": 8, "modules_to_save": []},
+                       "target_modules": ["q_proj"], "training": {}, "quantization": {"load_in_4bit": False},
+                       "global_step": 10, "train_loss": 1.5, "processes": 1, "effective_batch_size": 16,
+                       "lengths": {"truncated": 3, "examples": 100, "max_length": 128}} for m in ("m1", "m2")},
+        "metric_signatures": {"bleu": "nrefs:1|case:mixed", "bertscore_f1": "minilm"},
+        "statistics": s["statistics"], "versions": {"torch": "x"}, "warm_start": True,
+    }
+    runs = aggregate.load_runs(s["summaries"], s["test"])
+    paths = report.build(scores_csv, comparisons_csv, record, out, runs, infos, [])
+    return paths, pd.read_csv(scores_csv), pd.read_csv(comparisons_csv)
+
+
+def text(built):
+    return built[0]["markdown"].read_text()
+
+
+def test_files(built):
+    paths = built[0]
+    assert paths["html"].is_file() and paths["markdown"].is_file() and paths["runtime"].is_file()
+    assert set(paths["plots"]) == {"top_k", "num_beams"}
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths["plots"].values())
+
+
+def test_the_best_model_is_named_with_its_interval_and_test(built):
+    md = text(built)
+    assert re.search(r"\*\*m1\*\* has the best BLEU, [\d.]+ \[[\d.]+, [\d.]+\] ±[\d.]+; significantly better than "
+                     r"m2 \(\+[\d.]+ \[\+[\d.]+, \+[\d.]+\], p [<=] [\d.]+ after Holm\)", md), md[:3000]
+    assert "has the best bits per byte" in md and "has the best token perplexity" not in md
+
+
+def test_rankings_agreement_is_said(built):
+    assert findings.rankings_agree(built[1]).startswith(("All metrics rank the models alike",
+                                                         "The metrics do not agree"))
+
+
+def test_sweeps_say_best_value_trend_and_ties(built):
+    md = text(built)
+    assert re.search(r"BLEU is best at num_beams = \d+ \([^;]*\); it (rises|falls|is flat|is not monotone) with "
+                     r"num_beams; (not significantly worse: \d|every other value is significantly worse)", md)
+    # m1's top_k_10 answers are its baseline answers: one value, said once for both
+    assert re.search(r"\*\*m1\*\*: BLEU is best at top_k = (10 = 50|50 = 10) \([^)]*, the same value\); it is flat", md)
+    assert "beam *sampling*, not beam search" in md
+
+
+def test_identical_runs_are_marked_not_given_a_p_value(built):
+    _, scores, comparisons = built
+    table = findings.sweep_table(scores, comparisons, "top_k", 50)
+    row = table[(table["top_k"] == "10") & (table.model == "m1")].iloc[0]
+    assert row["BLEU"].endswith(" =")
+
+
+def test_gain_is_signed_so_that_positive_is_better(built):
+    _, scores, comparisons = built
+    gain = findings.gain_table(scores, comparisons)
+    ppl = gain[(gain.model == "m1") & (gain.metric == "token perplexity")].iloc[0]
+    assert ppl.direction == "lower is better" and ppl.improvement.startswith("+")
+    assert float(ppl["fine-tuned"]) < float(ppl.base)
+    bleu = gain[(gain.model == "m1") & (gain.metric == "BLEU")].iloc[0]
+    assert bleu.improvement.startswith("+") and bleu.significant == "yes *"
+
+
+def test_tables_have_flat_named_columns(built):
+    html = built[0]["html"].read_text()
+    headers = re.findall(r"<th>(.*?)</th>", html)
+    assert headers and not [h for h in headers if h.startswith("(") or "', '" in h]
+    for column in ("BLEU", "ROUGE-L", "BERTScore F1", "bits per byte", "word perplexity", "token perplexity"):
+        assert f"<th>{column}</th>" in html
+
+
+def test_html_is_self_contained(built):
+    html = built[0]["html"].read_text()
+    sources = re.findall(r'<img[^>]*src="([^"]+)"', html)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "<link" not in html and "<script" not in html and not re.search(r"\bhref\s*=", html)
+
+
+def test_provenance_cost_hygiene_and_examples(built):
+    md = text(built)
+    for heading in ("## Examples", "## Answer hygiene", "## Cost against quality", "## Training",
+                    "## Where the numbers come from"):
+        assert heading in md
+    assert "m1: the model folder's generation config sets `top_p=0.9`; every run used `top_p=1.0`" in md
+    assert "version=0.3.12" in md  # the bert-score hash quirk, said where the signature is shown
+    assert "3 of 100 (max_length 128)" in md
+    assert "warm_start" in md
