@@ -211,3 +211,23 @@ def test_max_new_tokens_beyond_the_context_is_refused(model_and_tokenizer, demo_
     too_many = {**GREEDY, "max_new_tokens": model.config.max_position_embeddings}
     with pytest.raises(GenerationSetupError, match="lower decoding.*max_new_tokens below"):
         generate(model, tokenizer, demo_records[:1], too_many, batch_size=1, seed=0)
+
+
+def test_the_generate_step_survives_a_5_mb_record_and_counts_it(tiny_llama, demo_records, tmp_path):
+    """A huge test record is cut to the model's context, counted in the log and the info file: no crash."""
+    import json
+    import runpy
+    from pathlib import Path
+
+    from lmsweep.files import read_jsonl, write_jsonl
+
+    huge = {**demo_records[0], "id": 5000, "input": "x" * 5_000_000}
+    write_jsonl(tmp_path / "test.jsonl", [huge, demo_records[1]])
+    script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "generate.py"))
+    load = {"revision": None, "trust_remote_code": False, "quantization": {"load_in_4bit": False}}
+    info = script["run"](str(tmp_path / "test.jsonl"), str(tiny_llama), None, str(tmp_path / "out.jsonl"),
+                         str(tmp_path / "out.info.json"), {"settings": GREEDY}, load, 2, 0, device="cpu")
+    assert info["prompts_cut"] == 1
+    rows = read_jsonl(tmp_path / "out.jsonl")
+    assert rows[0]["id"] == 5000 and rows[0]["prompt_tokens_cut"] > 1000
+    assert json.loads((tmp_path / "out.info.json").read_text())["prompts_cut"] == 1

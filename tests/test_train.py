@@ -268,3 +268,32 @@ def test_regression_pinned_tiny_run(run_a):
     assert info["train_loss"] == pytest.approx(PINNED_TRAIN_LOSS, rel=1e-3)
     assert sum_a == pytest.approx(PINNED_SUM_ABS_LORA_A, rel=1e-3)
     assert sum_b == pytest.approx(PINNED_SUM_ABS_LORA_B, rel=1e-3)
+
+
+# --- lengths -------------------------------------------------------------------------------------------------
+
+
+def test_examples_cut_at_max_length_are_counted_and_recorded(run_a):
+    _, info = run_a
+    lengths = info["lengths"]
+    assert lengths["max_length"] == TRAINING["max_length"] and lengths["examples"] == 40
+    assert lengths["truncated"] == 0 and lengths["longest"] <= 256
+    assert info["processes"] == 1 and info["effective_batch_size"] == 4
+
+
+def test_a_max_length_that_cuts_examples_is_counted_and_warned_about(tiny_llama, demo_records):
+    from lmsweep.models import load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_llama))
+    report = train.length_report(tokenizer, demo_records[:40], max_length=150)
+    assert 0 < report["truncated"] <= 40 and report["median"] > 0
+    logged = []
+    train.check_lengths(report, "tiny_llama", log=logged.append)
+    assert logged and logged[0].startswith("warning: training.max_length 150 cuts ")
+
+
+def test_a_max_length_that_leaves_no_answer_stops_before_the_model_loads(tiny_llama, train_path, tmp_path):
+    with pytest.raises(train.TrainingSetupError, match=r"training.max_length 32 leaves no answer token in any of the "
+                                                       r"40 training examples .* raise training.max_length above"):
+        finetune(tiny_llama, train_path, tmp_path, max_length=32)
+    assert not (tmp_path / "checkpoints").exists()

@@ -11,7 +11,9 @@ from conftest import HF_TOKEN
 pytestmark = pytest.mark.workflow
 
 MODELS = ["tiny_llama", "tiny_mistral", "tiny_phi"]
-HIGHER_IS_BETTER = {"bleu": True, "rouge_l": True, "bertscore_f1": True, "perplexity": False}
+TEXT = ["bleu", "rouge_l", "bertscore_f1"]
+PERPLEXITIES = ["perplexity", "bits_per_byte", "word_perplexity"]
+HYGIENE = ["empty", "hit_max_new_tokens", "repeated_3gram_rate"]
 
 
 @pytest.fixture(scope="module")
@@ -20,41 +22,49 @@ def scores(demo_run):
 
 
 def test_scores_table_is_complete_and_finite(scores):
-    assert {"model", "variant", "decoding", "metric", "value"} <= set(scores.columns)
+    assert {"model", "variant", "decoding", "metric", "value", "ci_low", "ci_high"} <= set(scores.columns)
     finetuned = scores[scores.variant == "finetuned"]
-    generated = finetuned[finetuned.metric != "perplexity"]
+    generated = finetuned[finetuned.metric.isin(TEXT)]
     assert len(generated) == 3 * 13 * 3
-    assert sorted(generated.metric.unique()) == ["bertscore_f1", "bleu", "rouge_l"]
     assert generated.groupby("model").decoding.nunique().to_dict() == {m: 13 for m in MODELS}
-    perplexity = finetuned[finetuned.metric == "perplexity"]
-    assert len(perplexity) == 3 and set(perplexity.decoding) == {"teacher_forced"}
+    assert len(finetuned[finetuned.metric.isin(HYGIENE)]) == 3 * 13 * 3
+    perplexity = finetuned[finetuned.metric.isin(PERPLEXITIES)]
+    assert len(perplexity) == 3 * 3 and set(perplexity.decoding) == {"teacher_forced"}
     assert all(math.isfinite(float(v)) for v in scores.value)
-    # the base variant: the baseline config and perplexity, per model
+    assert (scores.ci_low <= scores.value + 1e-9).all() and (scores.value <= scores.ci_high + 1e-9).all()
+    # the base variant: the baseline config and the perplexities, per model
     base = scores[scores.variant == "base"]
-    assert len(base) == 3 * 3 + 3
+    assert len(base) == 3 * (3 + 3 + 3)
 
 
-def test_fine_tuning_beats_the_untrained_base_on_every_metric(scores):
-    at_baseline = scores[scores.decoding.isin(["baseline", "teacher_forced"])]
-    wide = at_baseline.pivot_table(index=["model", "metric"], columns="variant", values="value")
-    for (model, metric), row in wide.iterrows():
-        if HIGHER_IS_BETTER[metric]:
-            assert row.finetuned > row.base, (model, metric, row.to_dict())
-        else:
-            assert row.finetuned < row.base / 5, (model, metric, row.to_dict())
-    bleu = wide.xs("bleu", level="metric")
-    assert (bleu.finetuned - bleu.base).min() > 5  # clearly, not by noise
+@pytest.fixture(scope="module")
+def comparisons(demo_run):
+    return pd.read_csv(demo_run / "demo" / "results" / "comparisons.csv")
+
+
+def test_fine_tuning_beats_the_untrained_base_on_every_metric(scores, comparisons):
+    tuned = comparisons[(comparisons.family == "fine-tuned vs base")
+                        & comparisons.decoding_a.isin(["baseline", "teacher_forced"])]
+    assert len(tuned) == 3 * (3 + 3)
+    for row in tuned.itertuples():
+        higher = row.metric in TEXT
+        assert (row.b > row.a) if higher else (row.b < row.a / 5), row
+    # Clearly, not by noise: each model's gain is significant after Holm's correction on some metric,
+    # and BLEU's interval lies above 0 for every model.
+    assert set(tuned[tuned.significant & (tuned.better == "b")].model_a) == set(MODELS)
+    bleu = tuned[tuned.metric == "bleu"]
+    assert (bleu.ci_low > 0).all()
 
 
 def test_every_number_records_where_it_came_from(demo_run):
     results = demo_run / "demo" / "results"
-    summary = json.loads((results / "score/tiny_phi/finetuned/top_k_10.json").read_text())
+    summary = json.loads((results / "score/tiny_phi/finetuned/top_k_10/rep0.json").read_text())
     assert summary["settings"]["top_k"] == 10 and summary["settings"]["do_sample"] is True
     assert summary["seed"] == 42
     assert "tok:13a" in summary["metrics"]["bleu"]["signature"]
     assert summary["metrics"]["bertscore_f1"]["signature"].startswith("sentence-transformers/all-MiniLM-L6-v2_L6")
     assert summary["versions"]["torch"].startswith("2.13.0")
-    per_example = pd.read_csv(results / "score/tiny_phi/finetuned/top_k_10.per_example.csv")
+    per_example = pd.read_csv(results / "score/tiny_phi/finetuned/top_k_10/rep0.per_example.csv")
     assert len(per_example) == summary["n_examples"] == 24
     assert per_example.rouge_l.mean() == pytest.approx(summary["metrics"]["rouge_l"]["score"])
     manifest = json.loads((results / "prepare_data/manifest.json").read_text())
@@ -64,12 +74,19 @@ def test_every_number_records_where_it_came_from(demo_run):
 
 
 def test_generations_hold_prompt_reference_prediction_and_settings(demo_run):
-    path = demo_run / "demo" / "results" / "generate" / "tiny_llama" / "finetuned" / "num_beams_4.jsonl"
+    path = demo_run / "demo" / "results" / "generate" / "tiny_llama" / "finetuned" / "num_beams_4" / "rep0.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(rows) == 24
-    assert {"id", "prompt", "reference", "prediction", "settings", "seed"} <= set(rows[0])
+    assert {"id", "prompt", "reference", "prediction", "settings", "generation_config", "seed", "replicate",
+            "new_tokens", "hit_max_new_tokens", "batch_size", "sampling"} <= set(rows[0])
     assert all(r["settings"]["num_beams"] == 4 for r in rows)
     assert rows[0]["prompt"].endswith("### Response:\n")
+    # The complete configuration generate() ran with, transformers' defaults included.
+    effective = rows[0]["generation_config"]
+    assert effective["num_beams"] == 4 and effective["top_p"] == 1.0 and effective["repetition_penalty"] == 1.0
+    assert rows[0]["sampling"] == "per-batch"  # beam sampling draws from the batch's generator
+    info = json.loads(path.with_suffix(".info.json").read_text())
+    assert info["generation_config"] == effective and info["n_examples"] == 24
 
 
 def test_adapter_loads_with_peft_anywhere(demo_run):
@@ -86,8 +103,9 @@ def test_report_and_logs_are_written(demo_run):
     demo = demo_run / "demo"
     report = demo / "results" / "report"
     markdown = (report / "report.md").read_text()
-    for heading in ("Model comparison", "What fine-tuning bought", "Sweep: top_k", "Sweep: num_beams",
-                    "Sweep: temperature", "Where the numbers come from"):
+    for heading in ("## The answers", "Model comparison", "What fine-tuning bought", "Decoding sweep: top_k",
+                    "Decoding sweep: num_beams", "Decoding sweep: temperature", "Metric agreement", "Examples",
+                    "Answer hygiene", "Cost against quality", "Where the numbers come from"):
         assert heading in markdown
     assert (report / "report.html").stat().st_size > 10_000
     for parameter in ("top_k", "num_beams", "temperature"):
@@ -96,7 +114,7 @@ def test_report_and_logs_are_written(demo_run):
     assert len(loss) > 5 and loss.loss.iloc[-1] < loss.loss.iloc[0]
     for rule in ("finetune", "generate", "score", "perplexity"):
         assert list((demo / "benchmarks" / rule).rglob("*.tsv")), rule
-    assert "predictions written" in (demo / "logs/generate/tiny_phi/base/baseline.log").read_text()
+    assert "predictions written" in (demo / "logs/generate/tiny_phi/base/baseline/rep0.log").read_text()
 
 
 def test_the_hub_token_is_never_written(demo_run):

@@ -36,10 +36,10 @@ def test_two_runs_from_scratch_write_the_same_scores_and_generations(demo_run, s
     assert len(generations) == 3 * 13 + 3
     for name in generations:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
-    # What the scores are made of, too: per-example scores, summaries, perplexities.
+    # What the scores are made of, too: per-example scores, summaries, perplexities; and the comparisons.
     made_of = sorted(p.relative_to(first) for folder in ("score", "perplexity") for p in (first / folder).rglob("*.*"))
-    assert len(made_of) == 2 * len(generations) + 6
-    for name in made_of:
+    assert len(made_of) == 2 * len(generations) + 2 * 6
+    for name in made_of + [Path("comparisons.csv")]:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
 
@@ -70,7 +70,9 @@ def test_every_output_records_the_seed_the_versions_and_the_metric_settings(demo
             "sentence-transformers/all-MiniLM-L6-v2", bert["num_layers"], False, bert["rescale_with_baseline"],
             False, False,
         ),
-        "perplexity": "exp(sum NLL / answer tokens)|answer+eos|teacher-forced",
+        "perplexity": "exp(sum NLL / answer tokens)|answer+eos|teacher-forced|model's own tokens",
+        "bits_per_byte": "sum NLL / (answer UTF-8 bytes * ln 2)|answer+eos|teacher-forced",
+        "word_perplexity": "exp(sum NLL / answer words)|words: re.split(r'\\s+')|answer+eos|teacher-forced",
     }
     assert "version:" in signatures["bleu"] and "version=" in signatures["bertscore_f1"]
 
@@ -78,7 +80,7 @@ def test_every_output_records_the_seed_the_versions_and_the_metric_settings(demo
     for path in generations:
         for row in read_jsonl(path):
             assert row["seed"] == seed and row["versions"] == versions, path
-            assert row["settings"] and row["decoding"] == path.stem, path
+            assert row["settings"] and row["decoding"] == path.parent.name and path.stem == f"rep{row['replicate']}"
 
     summaries = sorted((results / "score").rglob("*.json"))
     assert [p.relative_to(results / "score").with_suffix("") for p in summaries] == [
@@ -97,11 +99,15 @@ def test_every_output_records_the_seed_the_versions_and_the_metric_settings(demo
     for path in (results / "perplexity").rglob("*.json"):
         result = json.loads(path.read_text())
         assert result["seed"] == seed and result["versions"] == versions, path
-        assert result["signature"] == signatures["perplexity"], path
+        assert result["signatures"] == {k: signatures[k] for k in result["signatures"]}, path
 
     table = pd.read_csv(results / "scores.csv")
     assert (table.seed == seed).all()
-    assert (table.signature == table.metric.map(signatures)).all()
+    measured = table[table.metric.isin(signatures)]
+    assert len(measured) == 3 * (13 + 1) * 3 + 3 * 2 * 3
+    assert (measured.signature == measured.metric.map(signatures)).all()
+    statistics = config["statistics"]
+    assert table.interval.str.endswith(f"{statistics['resamples']} resamples, seed {statistics['seed']}, 95%").all()
 
     for model in config["models"]:
         info = json.loads((results / "finetune" / model / "adapter" / "training_info.json").read_text())

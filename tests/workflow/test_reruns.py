@@ -10,7 +10,7 @@ from conftest import edit_config, planned_jobs
 
 pytestmark = pytest.mark.workflow
 
-DOWNSTREAM = {"aggregate": 1, "report": 1, "all": 1}
+DOWNSTREAM = {"aggregate": 1, "compare": 1, "report": 1, "all": 1}
 
 
 def test_nothing_changed_plans_nothing(finished_demo):
@@ -74,6 +74,56 @@ def test_a_changed_split_reruns_everything(finished_demo, change):
     assert planned_jobs(finished_demo) == {
         "prepare_data": 1, "build_tiny_model": 3, "finetune": 3, "generate": 42, "score": 42,
         "perplexity": 6, **DOWNSTREAM,
+    }
+
+
+def test_more_seed_replicates_plan_only_the_new_ones(finished_demo):
+    """1 -> 3 replicates: two more generate and score jobs per sampled config; nothing that exists reruns."""
+    edit_config(finished_demo, lambda c: c["generation"].update(replicates=3))
+    sampled = 3 * 13 + 3  # every demo config samples (num_beams_N are beam sampling), and each base baseline
+    assert planned_jobs(finished_demo) == {"generate": 2 * sampled, "score": 2 * sampled, **DOWNSTREAM}
+
+
+def test_a_greedy_config_gets_no_replicates(finished_demo):
+    def change(config):
+        config["generation"]["replicates"] = 2
+        config["decoding"].setdefault("extra", {}).update(beam_search_2={"do_sample": False, "num_beams": 2})
+
+    edit_config(finished_demo, change)
+    # the new config once per model; every sampled config one more replicate
+    assert planned_jobs(finished_demo) == {"generate": 3 + 42, "score": 3 + 42, **DOWNSTREAM}
+
+
+def test_the_number_of_training_gpus_reruns_the_adapters(finished_demo):
+    """More training processes make a larger effective batch: another adapter, and all made from it."""
+    edit_config(finished_demo, lambda c: c["resources"]["finetune"].update(gpus=2))
+    assert planned_jobs(finished_demo) == {
+        "finetune": 3, "generate": 39, "score": 39, "perplexity": 3, **DOWNSTREAM,
+    }
+
+
+def test_changed_weights_in_a_local_model_folder_rerun_that_models_chain(finished_demo):
+    """A model given by a folder path: new weights in the folder rerun its adapter and everything after."""
+    import shutil
+
+    from conftest import snakemake
+
+    demo = finished_demo / "demo"
+    shutil.copytree(demo / "results" / "build_tiny_model" / "tiny_llama", demo / "models" / "my_llama")
+
+    def add(config):
+        config["models"] = {"my_llama": {"name_or_path": "models/my_llama"}}
+        config["decoding"]["sweep"] = {"top_k": [10]}
+
+    edit_config(finished_demo, add)
+    snakemake(finished_demo, "--cores", "2")
+    assert planned_jobs(finished_demo) == {}
+    weights = demo / "models" / "my_llama" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-8:] = bytes(8)  # other weights, same size
+    weights.write_bytes(bytes(data))
+    assert planned_jobs(finished_demo) == {
+        "finetune": 1, "generate": 3, "score": 3, "perplexity": 2, **DOWNSTREAM,
     }
 
 
