@@ -132,6 +132,40 @@ def get_adapter_input(wildcards):
     return []
 
 
+def merged(wildcards):
+    """Whether a generate or perplexity job reads the merged model (inference.weights: merged)."""
+    return config["inference"]["weights"] == "merged" and wildcards.variant == "finetuned"
+
+
+def get_inference_inputs(wildcards):
+    """The model files a generate or perplexity job reads: the merged model, or the base and the adapter."""
+    if merged(wildcards):
+        return {"base": f"results/merge_adapter/{wildcards.model}"}
+    return {"base": get_base_model_input(wildcards), "adapter": get_adapter_input(wildcards)}
+
+
+def get_inference_model(wildcards):
+    if merged(wildcards):
+        return f"results/merge_adapter/{wildcards.model}"
+    return get_base_model(wildcards)
+
+
+def get_inference_load(wildcards):
+    """How a generate or perplexity job loads its model, and which weights make its numbers."""
+    load = get_model_params(wildcards)
+    weights = config["inference"]["weights"]
+    if merged(wildcards):
+        # The merged folder holds plain weights in the compute dtype: loaded as they are.
+        load = {
+            **load,
+            "quantization": {"load_in_4bit": False},
+            "revision": None,
+            "snapshot": None,
+            "merged_from_4bit": config["quantization"]["load_in_4bit"],
+        }
+    return {**load, "inference": weights}
+
+
 _SOURCES = {}
 
 

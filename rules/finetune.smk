@@ -34,3 +34,29 @@ rule finetune:
         processes=finetune_processes(),
     script:
         "../scripts/finetune.py"
+
+
+rule merge_adapter:
+    input:
+        base=get_base_model_input,
+        adapter="results/finetune/{model}/adapter",
+    output:
+        directory("results/merge_adapter/{model}"),
+    log:
+        "logs/merge_adapter/{model}.log",
+    benchmark:
+        "benchmarks/merge_adapter/{model}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: get_resource("generate", "threads", 2)
+    resources:
+        gpu=gpus(),
+        runtime=get_resource("generate", "runtime", 240),
+        mem_mb=get_resource("generate", "mem_mb", 24000),
+    params:
+        base_model=get_base_model,
+        load=get_model_params,
+        seed=config["seed"],
+        device=config["device"],
+    script:
+        "../scripts/merge_adapter.py"

@@ -1,8 +1,7 @@
 rule generate:
     input:
+        unpack(get_inference_inputs),
         test="results/prepare_data/test.jsonl",
-        base=get_base_model_input,
-        adapter=get_adapter_input,
     output:
         predictions="results/generate/{model}/{variant}/{decoding}/rep{rep}.jsonl",
         info="results/generate/{model}/{variant}/{decoding}/rep{rep}.info.json",
@@ -18,8 +17,8 @@ rule generate:
         runtime=get_resource("generate", "runtime", 240),
         mem_mb=get_resource("generate", "mem_mb", 24000),
     params:
-        base_model=get_base_model,
-        load=get_model_params,
+        base_model=get_inference_model,
+        load=get_inference_load,
         generation=get_generation,
         batch_size=config["generation"]["batch_size"],
         seed=config["seed"],

@@ -28,9 +28,8 @@ rule score:
 
 rule perplexity:
     input:
+        unpack(get_inference_inputs),
         test="results/prepare_data/test.jsonl",
-        base=get_base_model_input,
-        adapter=get_adapter_input,
     output:
         summary="results/perplexity/{model}/{variant}.json",
         per_example="results/perplexity/{model}/{variant}.per_example.csv",
@@ -46,8 +45,8 @@ rule perplexity:
         runtime=get_resource("perplexity", "runtime", 60),
         mem_mb=get_resource("perplexity", "mem_mb", 24000),
     params:
-        base_model=get_base_model,
-        load=get_model_params,
+        base_model=get_inference_model,
+        load=get_inference_load,
         batch_size=config["scoring"]["perplexity"]["batch_size"],
         seed=config["seed"],
         device=config["device"],

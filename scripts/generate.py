@@ -37,9 +37,11 @@ def run(
     from lmsweep.models import load_for_step
 
     model, tokenizer, device = load_for_step(base_model, adapter, load, device, threads, seed, padding_side="left",
-                                             name=(labels or {}).get("model", ""))
+                                             name=(labels or {}).get("model", ""),
+                                             merge=load.get("inference") == "merged")
     from lmsweep.files import library_versions, read_jsonl, write_json, write_jsonl
     from lmsweep.generation import build_generation_config, effective_settings, generate
+    from lmsweep.models import inference_path
     from lmsweep.prompts import format_prompt
 
     records = read_jsonl(test_path)
@@ -57,7 +59,8 @@ def run(
     effective = effective_settings(config)
     meta = {**(labels or {}), "settings": generation["settings"], "generation_config": effective,
             "sweep": generation.get("sweep"), "seed": seed, "replicate": replicate,
-            "base_model": base_model, "adapter": adapter, "versions": library_versions()}
+            "base_model": base_model, "adapter": adapter, "inference": inference_path(load, adapter),
+            "versions": library_versions()}
     write_jsonl(out_path, [
         {"id": r["id"], "prompt": format_prompt(r), "reference": r["output"], **result, **meta}
         for r, result in zip(records, results)
@@ -102,11 +105,14 @@ def main(argv=None) -> None:
     parser.add_argument("--load-in-4bit", action="store_true")
     parser.add_argument("--model-decoding-defaults", action="store_true",
                         help="take unset decoding fields from the model's generation_config.json")
+    parser.add_argument("--merge", action="store_true",
+                        help="merge the adapter into the (dequantized) base before generating (inference.weights: merged)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     if not args.out.endswith(".jsonl"):
         parser.error(f"--out {args.out} must end in .jsonl")
-    load = {"revision": None, "trust_remote_code": False, "quantization": {"load_in_4bit": args.load_in_4bit}}
+    load = {"revision": None, "trust_remote_code": False, "quantization": {"load_in_4bit": args.load_in_4bit},
+            "inference": "merged" if args.merge else "as_trained"}
     generation = {"settings": args.settings,
                   "decoding_defaults": "model" if args.model_decoding_defaults else "library"}
     run(args.test, args.base_model, args.adapter, args.out, args.out.removesuffix(".jsonl") + ".info.json",
@@ -122,7 +128,7 @@ if "snakemake" in globals():
     log_to(snakemake.log[0])
     p, w = snakemake.params, snakemake.wildcards
     run(
-        snakemake.input.test, p.base_model, snakemake.input.adapter or None, snakemake.output.predictions,
+        snakemake.input.test, p.base_model, snakemake.input.get("adapter") or None, snakemake.output.predictions,
         snakemake.output.info, p.generation, p.load, p.batch_size, p.seed, int(w.rep), p.device, snakemake.threads,
         labels={"model": w.model, "variant": w.variant, "decoding": w.decoding},
     )

@@ -25,10 +25,12 @@ def run(
     from lmsweep.models import load_for_step
 
     model, tokenizer, device = load_for_step(base_model, adapter, load, device, threads, seed,
-                                             name=(labels or {}).get("model", ""))
+                                             name=(labels or {}).get("model", ""),
+                                             merge=load.get("inference") == "merged")
     import pandas as pd
 
     from lmsweep.files import atomic_path, library_versions, read_jsonl, write_json
+    from lmsweep.models import inference_path
     from lmsweep.generation import context_length
     from lmsweep.perplexity import answer_nll, bits_per_byte, count_bytes, count_words, encode, perplexity
     from lmsweep.perplexity import word_perplexity
@@ -66,6 +68,7 @@ def run(
             "word_perplexity": "exp(sum NLL / answer words)|words: re.split(r'\\s+')|answer+eos|teacher-forced",
         },
         "base_model": base_model,
+        "inference": inference_path(load, adapter),
         "model_source": load.get("source"),
         "adapter": adapter,
         "seed": seed,
@@ -89,8 +92,10 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     parser.add_argument("--load-in-4bit", action="store_true")
+    parser.add_argument("--merge", action="store_true", help="merge the adapter into the (dequantized) base first")
     args = parser.parse_args(argv)
-    load = {"revision": None, "trust_remote_code": False, "quantization": {"load_in_4bit": args.load_in_4bit}}
+    load = {"revision": None, "trust_remote_code": False, "quantization": {"load_in_4bit": args.load_in_4bit},
+            "inference": "merged" if args.merge else "as_trained"}
     if not args.out.endswith(".json"):
         parser.error(f"--out {args.out} must end in .json")
     run(args.test, args.base_model, args.adapter, args.out, args.out.removesuffix(".json") + ".per_example.csv",
@@ -106,7 +111,7 @@ if "snakemake" in globals():
     log_to(snakemake.log[0])
     p = snakemake.params
     run(
-        snakemake.input.test, p.base_model, snakemake.input.adapter or None, snakemake.output.summary,
+        snakemake.input.test, p.base_model, snakemake.input.get("adapter") or None, snakemake.output.summary,
         snakemake.output.per_example, p.load, p.batch_size, p.seed, p.device, snakemake.threads, labels=dict(snakemake.wildcards.items()),
     )
 elif __name__ == "__main__":

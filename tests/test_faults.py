@@ -330,7 +330,7 @@ def test_oom_at_batch_size_one_is_an_error_not_a_loop(tiny_llama, monkeypatch):
     model = load_for_inference(str(tiny_llama), None, "cpu")
 
     def no_memory(self, *args, **kwargs):
-        raise torch.OutOfMemoryError("CUDA out of memory")
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(type(model), "forward", no_memory)
     logged = []

@@ -78,3 +78,17 @@ def test_a_mismatch_of_streams_and_rows_is_an_error():
     sampler.start([1, 2], "cpu")
     with pytest.raises(RuntimeError, match="2 streams for 3 rows"):
         sampler(torch.zeros(3, 1, dtype=torch.long), torch.zeros(3, 5))
+
+
+def test_the_streams_are_uniform_and_unrelated_across_rows_and_steps():
+    import numpy as np
+    from scipy.stats import kstest
+
+    from lmsweep.sampling import mix32, uniforms
+
+    keys = mix32(torch.arange(1, 65, dtype=torch.int64))
+    first, second = uniforms(keys, 0, 2000, "cpu"), uniforms(keys, 1, 2000, "cpu")
+    assert ((first > 0) & (first < 1)).all()
+    assert kstest(first.flatten().numpy(), "uniform").pvalue > 1e-3
+    assert abs(np.corrcoef(first.flatten(), second.flatten())[0, 1]) < 0.01
+    assert abs(np.corrcoef(first[0], first[1])[0, 1]) < 0.1

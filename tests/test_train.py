@@ -17,7 +17,7 @@ TRAINING = {
     "epochs": 1, "max_steps": 6, "batch_size": 4, "gradient_accumulation_steps": 1,
     "learning_rate": 3.0e-3, "lr_scheduler": "linear", "warmup": 0, "weight_decay": 0.0,
     "optim": "adamw_torch", "max_length": 256, "gradient_checkpointing": False,
-    "logging_steps": 1, "save_steps": 3,
+    "logging_steps": 1, "save_steps": 3, "padding_free": True,
 }
 SEED = 7
 
@@ -297,3 +297,37 @@ def test_a_max_length_that_leaves_no_answer_stops_before_the_model_loads(tiny_ll
                                                        r"40 training examples .* raise training.max_length above"):
         finetune(tiny_llama, train_path, tmp_path, max_length=32)
     assert not (tmp_path / "checkpoints").exists()
+
+
+# --- padding-free batches --------------------------------------------------------------------------------------
+
+
+def test_padding_free_training_follows_the_padded_loss_curve(tiny_llama, train_path, tmp_path):
+    """The same examples per step, without the padding: the loss of every step agrees to float rounding."""
+    padded = finetune(tiny_llama, train_path, tmp_path / "padded", padding_free=False)
+    flat = finetune(tiny_llama, train_path, tmp_path / "flat", padding_free=True)
+
+    def losses(folder):
+        with open(folder / "train_log.csv") as fh:
+            return [float(row["loss"]) for row in csv.DictReader(fh)]
+
+    a, b = losses(tmp_path / "padded"), losses(tmp_path / "flat")
+    print("padded", a, "padding-free", b)
+    assert len(a) == len(b) == TRAINING["max_steps"]
+    assert b == pytest.approx(a, rel=1e-4)
+    assert a != b or padded["settings"]["training"] != flat["settings"]["training"]
+
+
+def test_padding_free_batches_keep_examples_apart(tiny_llama):
+    """One joined row with positions restarting per example gives each example the logits it has alone."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    a, b = torch.tensor([[5, 6, 7, 8]]), torch.tensor([[9, 10, 11]])
+    with torch.no_grad():
+        alone = [model(input_ids=x).logits[0] for x in (a, b)]
+        # No cache (as in training): transformers then reads the example boundaries from the positions.
+        joined = model(input_ids=torch.cat([a, b], dim=1), position_ids=torch.tensor([[0, 1, 2, 3, 0, 1, 2]]),
+                       use_cache=False).logits[0]
+    assert torch.allclose(joined[:4], alone[0], atol=1e-5) and torch.allclose(joined[4:], alone[1], atol=1e-5)

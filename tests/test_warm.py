@@ -628,6 +628,9 @@ SNAKEMAKE_PREAMBLE = textwrap.dedent(
         def items(self):
             return list(self.__dict__.items())
 
+        def get(self, key, default=None):  # as Snakemake's Namedlist
+            return self.__dict__.get(key, default)
+
 
     _job = _json.loads({job!r})
     snakemake = _types.SimpleNamespace(threads=_job["threads"], **{{k: _Names(v) for k, v in _job["named"].items()}})

@@ -87,40 +87,85 @@ def eos_ids(config) -> set:
 
 
 def is_oom(err: BaseException) -> bool:
-    import torch
+    """Out of memory, as accelerate tells it (CUDA's caching allocator, the CPU allocator, MPS, XPU)."""
+    from accelerate.utils.memory import should_reduce_batch_size
 
-    text = str(err).lower()
-    # CUDA's caching allocator, and the CPU allocator (DefaultCPUAllocator: can't allocate memory).
-    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+    return should_reduce_batch_size(err)
 
 
 def run_batches(items, batch_size: int, fn, log=print, describe=None):
     """fn(batch) -> list for every batch; on out-of-memory halve the batch and retry, down to 1.
 
-    Out of memory on a single item is raised with `describe(item)` (say, its
-    record id) in the message, since halving cannot help it.
+    The halving is accelerate's find_executable_batch_size (it frees the
+    device's cache between tries); batches already done are kept, and the rest
+    goes on at the size that fitted. Out of memory on a single item is raised
+    with `describe(item)` (say, its record id), since halving cannot help it.
     """
-    out, start = [], 0
-    while start < len(items):
-        batch = items[start : start + batch_size]
-        try:
-            out.extend(fn(batch))
-        except Exception as err:  # noqa: BLE001 - only OOM is retried
-            if not is_oom(err):
-                raise
-            if batch_size == 1:
-                if describe is None:
-                    raise
-                raise MemoryError(f"out of memory on {describe(batch[0])} alone: {err}") from err
-            import torch
+    from accelerate.utils import find_executable_batch_size
 
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            batch_size = max(1, batch_size // 2)
-            log(f"out of memory on a batch of {len(batch)}: retrying with batch size {batch_size}")
-            continue
-        start += len(batch)
+    out, state = [], {"start": 0, "size": None, "tried": 0}
+
+    def halve():
+        state["next"] = state["size"] // 2
+        return state["next"]
+
+    @find_executable_batch_size(starting_batch_size=batch_size, reduce_batch_size_fn=halve)
+    def attempt(size):
+        if state["size"] is not None:
+            log(f"out of memory on a batch of {state['tried']}: retrying with batch size {size}")
+        state["size"] = size
+        while state["start"] < len(items):
+            batch = items[state["start"] : state["start"] + size]
+            state["tried"] = len(batch)
+            try:
+                out.extend(fn(batch))
+            except Exception as err:  # noqa: BLE001 - the decorator retries out-of-memory, re-raises the rest
+                state["error"] = err
+                raise
+            state["start"] += len(batch)
+
+    try:
+        attempt()
+    except RuntimeError as err:
+        if "No executable batch size found" not in str(err):
+            raise
+        cause = state.get("error")
+        if describe is None:
+            raise cause from None
+        item = items[state["start"]]
+        raise MemoryError(f"out of memory on {describe(item)} alone: {cause}") from cause
     return out
+
+
+# Measured on an H200 (Llama-2-7B shape, transformers 5.24): beam search held about five times the
+# key/value cache of its beams at its peak (reordered copies of the cache), sampling about one.
+BEAM_SEARCH_MEMORY = 5
+
+
+def auto_batch_size(model, n_prompts: int, longest: int, settings) -> int:
+    """The most prompts whose key/value cache fits in 80% of the GPU's free memory (at least 1).
+
+    On a GPU a batch holds batch x num_beams sequences of up to prompt +
+    max_new_tokens tokens, each with 2 x layers x key/value heads x head size
+    cached values; the rest of a sampling step is small beside that, while
+    beam search holds several copies (BEAM_SEARCH_MEMORY). The estimate is
+    where the search starts: out of memory still halves it. On the CPU every
+    prompt goes in one batch.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        return max(1, n_prompts)
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    itemsize = next(model.parameters()).element_size() if next(model.parameters()).is_floating_point() else 2
+    per_token = 2 * config.num_hidden_layers * heads * head_dim * max(itemsize, 2)
+    beams = max(1, settings.num_beams or 1)
+    per_prompt = per_token * (longest + settings.max_new_tokens) * beams * (BEAM_SEARCH_MEMORY if beams > 1 else 1)
+    free, _ = torch.cuda.mem_get_info(device)
+    return max(1, min(n_prompts, int(0.8 * free // per_prompt)))
 
 
 def context_length(model) -> int | None:
@@ -148,7 +193,7 @@ def encode_prompts(tokenizer, records, max_prompt_tokens: int | None):
     return encoded
 
 
-def generate(model, tokenizer, records, settings: dict, batch_size: int, seed: int, replicate: int = 0,
+def generate(model, tokenizer, records, settings: dict, batch_size, seed: int, replicate: int = 0,
              generation_config=None, log=print) -> list:
     """One result per record, in record order: the prediction and how it was made.
 
@@ -212,6 +257,10 @@ def generate(model, tokenizer, records, settings: dict, batch_size: int, seed: i
         progress.update(len(batch))
         return results
 
+    if batch_size == "auto":
+        batch_size = auto_batch_size(model, len(records), len(encoded[order[0]][0]) if records else 0,
+                                     generation_config)
+        print(f"batch size {batch_size}, found for this GPU's free memory (generation.batch_size: auto)")
     started = time.perf_counter()
     made = run_batches(order, batch_size, batch_fn, log=log, describe=lambda i: f"test record {records[i]['id']}")
     progress.close()

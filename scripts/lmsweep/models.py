@@ -132,15 +132,41 @@ def load_base_model(
     return model
 
 
-def load_for_inference(base: str, adapter: str | None, device: str, **kwargs):
-    """Base model, with the LoRA adapter on top when `adapter` is given, in eval mode."""
+def load_for_inference(base: str, adapter: str | None, device: str, merge: bool = False, **kwargs):
+    """Base model, with the LoRA adapter on top when `adapter` is given, in eval mode.
+
+    merge=False: as trained (a 4-bit base stays 4-bit; the adapter runs beside it).
+    merge=True: one plain model, fastest to run. A 4-bit base is first dequantized
+    to its compute dtype: a QLoRA adapter was trained against the quantized
+    weights, so it is merged into those, not into the original full-precision
+    ones (which the job never sees). Then the adapter is merged into them.
+    """
     model = load_base_model(base, device, **kwargs)
+    if merge and getattr(model, "is_quantized", False):
+        import torch
+
+        quantization = kwargs.get("quantization") or {}
+        model = model.dequantize(dtype=getattr(torch, quantization.get("compute_dtype", "bfloat16")))
     if adapter:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter)
+        if merge:
+            model = model.merge_and_unload()
     model.eval()
     return model
+
+
+def inference_path(load: dict, adapter) -> str:
+    """Which weights made the numbers, in words (recorded beside every number)."""
+    four_bit = load["quantization"].get("load_in_4bit")
+    if "merged_from_4bit" in load:  # the folder rule merge_adapter wrote
+        return "merged: adapter merged into the " + ("dequantized 4-bit" if load["merged_from_4bit"] else "full-precision") + " base"
+    if load.get("inference") == "merged":
+        return "merged: " + ("4-bit base dequantized" if four_bit else "full-precision base") + \
+            (", adapter merged in" if adapter else "")
+    return "as trained: " + ("4-bit base" if four_bit else "full-precision base") + \
+        (" + adapter" if adapter else "")
 
 
 def load_revision(load: dict):
@@ -149,7 +175,7 @@ def load_revision(load: dict):
 
 
 def load_for_step(base_model: str, adapter: str | None, load: dict, device: str, threads: int, seed: int,
-                  padding_side: str = "right", name: str = ""):
+                  padding_side: str = "right", name: str = "", merge: bool = False):
     """(model, tokenizer, device) as the generate and perplexity steps load them.
 
     `load` holds the model entry's revision, snapshot, trust_remote_code and the
@@ -158,6 +184,10 @@ def load_for_step(base_model: str, adapter: str | None, load: dict, device: str,
     transformers or peft.
     """
     skip_bitsandbytes(load["quantization"].get("load_in_4bit", False))
+    import os
+
+    # Grow CUDA memory in segments instead of reserving the largest batch's peak for good (read at CUDA's start).
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     import torch
 
     from lmsweep.files import seed_everything
@@ -168,7 +198,7 @@ def load_for_step(base_model: str, adapter: str | None, load: dict, device: str,
     revision = load_revision(load)
     tokenizer = load_tokenizer(base_model, revision, load["trust_remote_code"], padding_side=padding_side)
     model = load_for_inference(
-        base_model, adapter, device, revision=revision, trust_remote_code=load["trust_remote_code"],
+        base_model, adapter, device, merge=merge, revision=revision, trust_remote_code=load["trust_remote_code"],
         quantization=load["quantization"], name=name,
     )
     return model, tokenizer, device

@@ -117,6 +117,11 @@ def check_lengths(report: dict, model_name: str, log=print) -> None:
         log(("warning: " if share > 0.05 else "") + line)
 
 
+def uses_bitsandbytes(optim: str) -> bool:
+    """Whether a transformers optimizer name is one of bitsandbytes' (8-bit, paged, bnb)."""
+    return any(part in optim for part in ("8bit", "paged", "bnb"))
+
+
 def sft_dataset(train_path):
     from datasets import Dataset
 
@@ -140,6 +145,7 @@ def finetune(
     trust_remote_code: bool = False,
     threads: int = 1,
     model_source: dict | None = None,
+    callbacks=None,
 ) -> dict:
     """Train, save the adapter to `adapter_dir` (PEFT format) and the loss log to `log_path`.
 
@@ -148,9 +154,12 @@ def finetune(
     """
     from lmsweep.models import skip_bitsandbytes
 
-    skip_bitsandbytes(quantization.get("load_in_4bit", False))
     import torch
 
+    # bitsandbytes stays out unless a 4-bit model or a bitsandbytes optimizer (8-bit, paged) needs it.
+    on_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    skip_bitsandbytes(quantization.get("load_in_4bit", False) or (on_gpu and uses_bitsandbytes(training["optim"])))
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     torch.set_num_threads(threads)
     seed_everything(seed)
     from peft import LoraConfig
@@ -234,7 +243,18 @@ def finetune(
         train_dataset=sft_dataset(train_path),
         processing_class=tokenizer,
         peft_config=peft_config,
+        callbacks=callbacks,
     )
+    if training.get("padding_free", True):
+        # TRL tokenizes and truncates as always; its own collator then joins each batch into one
+        # row, positions restarting at every example, with no padding to compute on. Without an
+        # attention mask transformers reads the example boundaries from the positions (a
+        # block-diagonal causal mask), so each example attends to itself only, as when padded.
+        from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+        trainer.data_collator = DataCollatorForLanguageModeling(
+            pad_token_id=tokenizer.pad_token_id, padding_free=True,
+        )
     last = last_checkpoint(ckpt)
     state = json.loads((Path(last) / "trainer_state.json").read_text()) if last else None
     if state and state["global_step"] >= state["max_steps"]:

@@ -114,6 +114,9 @@ class _Names(list):
     def items(self):
         return list(self.__dict__.items())
 
+    def get(self, key, default=None):  # as Snakemake's Namedlist
+        return self.__dict__.get(key, default)
+
 
 _job = _json.loads({job!r})
 snakemake = _types.SimpleNamespace(threads=_job["threads"], **{{k: _Names(v) for k, v in _job["named"].items()}})

@@ -1,0 +1,122 @@
+"""What the whole study in config.yaml costs on one GPU, old path against new, from measured per-step costs.
+
+    python bench/study.py --results DIR        # reads DIR/bench_*.json (default: OUT)
+
+The study: 3 models; per model 13 decoding configs (9 sampled; 4 with 2, 4, 6
+and 8 beams) and the base model's baseline, 200 test prompts each; one
+training of 5,000 examples (313 optimizer steps of 16); a score job per
+generation; two perplexity jobs per model; for the new path one merge per
+model. Every job pays its start: a cold Python process importing torch,
+transformers, peft, trl and bert-score (measured), or a fork of the warm
+server (warm_start: true). From the measurements:
+
+- sampled configs: a job's first generate() call runs slower than later ones
+  (the caching allocator and cuBLAS meet each new shape once); the measured
+  first call gives a fixed warm-up per job, and the steady rate comes from
+  the second call (transformers' own sampling; lmsweep's per-example streams
+  measured at 97% of it, BENCHMARKS.md);
+- beam configs: the measured num_beams 8 rate, scaled by the number of beams;
+- a shape not measured is scaled from Llama-2-7B by its parameter count.
+Written at 256 and 150 new tokens, one seed replicate (the reference study)
+and three (config.yaml's generation.replicates, sampled configs only).
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import common
+
+PARAMETERS = {"llama2_7b": 6.74e9, "mistral_7b": 7.24e9, "phi2": 2.78e9}
+SAMPLED, BEAMS, PROMPTS, STEPS = 10, (2, 4, 6, 8), 200, 313  # 9 sampled configs + the base model's baseline
+PER_EXAMPLE_STREAMS = 0.97  # lmsweep's sampling rate over transformers' own, measured (BENCHMARKS.md)
+WARM_FORK_S = 1.0
+
+
+def read(folder: Path, name: str):
+    path = folder / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def generation_rates(gen: dict, path: str) -> dict:
+    rows = {r["config"]: r for r in gen["rows"] if r["path"].startswith(path)}
+    first = rows["baseline"]
+    if path == "new" and gen.get("library_sampling_tokens_per_s"):
+        steady = gen["library_sampling_tokens_per_s"] * PER_EXAMPLE_STREAMS
+        warmup = max(0.0, first["seconds"] - first["new_tokens"] / steady)
+    else:  # the old path ran 2 batches of 8: its rate is flat from batch to batch
+        steady, warmup = first["tokens_per_s"], 0.0
+    return {"steady": steady, "warmup": warmup, "beams8": rows["num_beams_8"]["tokens_per_s"],
+            "load": first["load_s"]}
+
+
+def model_cost(gen, train, score, new_tokens, path, replicates, start_s, scale, reference) -> dict:
+    rates = generation_rates(gen, path)
+    bert = next(r["seconds"] for r in score["rows"] if r["step"].startswith("BERTScore") and "first" in r["step"])
+    overlap = next(r["seconds"] for r in score["rows"] if r["step"].startswith("BLEU"))
+    sampled_jobs = SAMPLED * replicates
+    generation = sampled_jobs * (rates["warmup"] + PROMPTS * new_tokens / rates["steady"] * scale)
+    generation += replicates * sum(PROMPTS * new_tokens / (rates["beams8"] * 8 / b) * scale for b in BEAMS)
+    jobs = sampled_jobs + replicates * len(BEAMS)
+    # a run that did not record its perplexity time borrows Llama-2-7B's, scaled by parameters
+    timed = gen.get("perplexity_s_per_record") or reference["perplexity_s_per_record"]
+    per_record = next(v for k, v in timed.items() if k.startswith(path))
+    run = {"old": "old", "new": "qlora"}[path]
+    step_s = next(r["step_s"] for r in train["rows"] if r["run"] == run)
+    return {
+        "training_s": STEPS * step_s * scale,
+        "merge_s": gen.get("merge_adapter_s", 0.0) if path == "new" else 0.0,
+        "generation_s": generation,
+        "score_s": jobs * (bert + overlap),
+        "perplexity_s": 2 * PROMPTS * per_record * scale,
+        "job_overhead_s": jobs * (start_s + rates["load"]) + jobs * start_s + 2 * (start_s + rates["load"])
+        + start_s * (1 + (path == "new")),
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=None, help="folder of bench_*.json (default: OUT)")
+    args = parser.parse_args(argv)
+    folder = args.results or common.out_dir()
+    score, train = read(folder, "bench_score.json"), read(folder, "bench_train_llama2_7b.json")
+    cold = next(r["seconds"] for r in score["rows"] if r["step"].startswith("cold start"))
+    reference = read(folder, "bench_generate_llama2_7b.json")
+    notes, estimates = [], []
+    for new_tokens in (256, 150):
+        for replicates in (1, 3):
+            for path, start in (("old", cold), ("new", cold), ("new", WARM_FORK_S)):
+                parts = {}
+                for model, params in PARAMETERS.items():
+                    gen = read(folder, f"bench_generate_{model}.json")
+                    measured = gen is not None and any(r["path"].startswith(path) for r in gen["rows"])
+                    scale = 1.0 if measured else params / PARAMETERS["llama2_7b"]
+                    if not measured:
+                        gen = reference
+                        note = f"{model}, {path} path: not measured, scaled from llama2_7b by parameters ({scale:.2f})"
+                        if note not in notes:
+                            notes.append(note)
+                    train_scale = params / PARAMETERS["llama2_7b"]
+                    cost = model_cost(gen, train, score, new_tokens, path, replicates, start, scale, reference)
+                    cost["training_s"] *= train_scale / scale
+                    for key, value in cost.items():
+                        parts[key] = parts.get(key, 0.0) + value
+                total = sum(parts.values())
+                estimates.append({"new_tokens": new_tokens, "replicates": replicates, "path": path,
+                                  "job_start": "cold" if start == cold else "warm", "gpu_hours": total / 3600,
+                                  **{k: v / 60 for k, v in parts.items()},
+                                  "overhead_share": parts["job_overhead_s"] / total})
+    (folder / "bench_study.json").write_text(json.dumps({"estimates": estimates, "notes": notes}, indent=2))
+    columns = ["new_tokens", "replicates", "path", "job_start", "gpu_hours", "training_s", "merge_s", "generation_s",
+               "score_s", "perplexity_s", "job_overhead_s", "overhead_share"]
+    print("GPU-hours in total; the parts in minutes")
+    print(" | ".join(c[:-2] + " min" if c.endswith("_s") else c for c in columns))
+    print(" | ".join("---" for _ in columns))
+    for row in estimates:
+        print(" | ".join(f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
+    for note in notes:
+        print(note)
+
+
+if __name__ == "__main__":
+    main()
