@@ -50,6 +50,7 @@ warn_deleted()
 
 onstart:
     check_local_gpu()
+    share_gpus()
     start_warm_server()
 
 

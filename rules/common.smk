@@ -99,6 +99,8 @@ def all_perplexity_examples():
 def all_benchmarks():
     """The benchmark files of every heavy job: the runtime table's input."""
     files = [f"benchmarks/finetune/{m}.tsv" for m in config["models"]]
+    if config["inference"]["weights"] == "merged":
+        files += [f"benchmarks/merge_adapter/{m}.tsv" for m in config["models"]]
     files += [
         f"benchmarks/{step}/{m}/{v}/{d}/rep{r}.tsv"
         for m, v, d, r in runs()
@@ -260,6 +262,9 @@ def built_from():
         }
         perplexity = {v: f"results/perplexity/{model}/{v}.json" for v in VARIANTS}
         downstream = generations["finetuned"] + [perplexity["finetuned"]]
+        if config["inference"]["weights"] == "merged":
+            pairs.append((f"results/merge_adapter/{model}", downstream))
+            downstream = [f"results/merge_adapter/{model}"]
         pairs.append((adapter, downstream))
         pairs.append((f"results/finetune/{model}/train_log.csv", [report_md]))
         base_users = [adapter] + generations["base"] + [perplexity["base"]]
@@ -341,6 +346,33 @@ def check_local_gpu():
         problems = local_gpu_problems(config, limit)
         if problems:
             config_error(problems)
+
+
+def share_gpus():
+    """Local runs on a machine with GPUs: each GPU job claims its own devices (lmsweep.gpus)."""
+    from lmsweep import gpus as devices
+
+    if not workflow.local_exec or workflow.remote_exec or workflow.dryrun or config["device"] == "cpu":
+        return
+    visible = devices.visible_devices()
+    if not visible:
+        return
+    os.environ[devices.LOCKS_ENV] = os.path.abspath(".snakemake/lmsweep-gpus")
+    os.environ[devices.DEVICES_ENV] = ",".join(visible)
+    limit = workflow.global_resources.get("gpu")
+    limit = getattr(limit, "value", limit)
+    if limit is not None and int(limit) > len(visible):
+        config_error(
+            [
+                f"this run may use {limit} GPUs at a time (--resources gpu={limit}), but this machine shows "
+                f"{len(visible)} ({', '.join(visible)}); use --resources gpu={len(visible)}"
+            ]
+        )
+    if limit is not None and int(limit) < len(visible):
+        logger.info(
+            f"{len(visible)} GPUs on this machine; this run uses {limit} at a time: "
+            f"--resources gpu={len(visible)} runs {len(visible)} GPU jobs at once, each on its own device"
+        )
 
 
 def start_warm_server():

@@ -158,9 +158,13 @@ def main(argv=None) -> None:
 
 if "snakemake" in globals():
     from lmsweep.files import log_to
+    from lmsweep.gpus import claim
     from lmsweep.warm import delegate
 
     p = snakemake.params
+    if int(snakemake.resources.get("gpu", 0) or 0):
+        # Its own GPUs on a machine with several (local runs); accelerate's processes inherit the claim.
+        claim(max(p.processes, int(snakemake.resources.get("gpu", 0))))
     # Several GPUs: this process becomes `accelerate launch` (never the warm server, which
     # serves one-process jobs). The count comes from params, not from the gpu resource, which
     # Snakemake scales down to what the run declares; it sets the effective batch, so a change

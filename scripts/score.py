@@ -103,8 +103,10 @@ def main(argv=None) -> None:
 
 if "snakemake" in globals():
     from lmsweep.files import log_to
+    from lmsweep.gpus import claim
     from lmsweep.warm import delegate
 
+    claim(int(snakemake.resources.get("gpu", 0) or 0))  # its own GPU on a machine with several (local runs)
     delegate()
 
     log_to(snakemake.log[0])

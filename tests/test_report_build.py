@@ -59,7 +59,7 @@ def test_files(built):
 def test_the_best_model_is_named_with_its_interval_and_test(built):
     md = text(built)
     assert re.search(r"\*\*m1\*\* has the best BLEU, [\d.]+ \[[\d.]+, [\d.]+\] ±[\d.]+; significantly better than "
-                     r"m2 \(\+[\d.]+ \[\+[\d.]+, \+[\d.]+\], p [<=] [\d.]+ after Holm\)", md), md[:3000]
+                     r"m2 \(\+[\d.]+ \[\+[\d.]+, \+[\d.]+\], p [<=] [\d.]+ before, p [<=] [\d.]+ after Holm\)", md), md[:3000]
     assert "has the best bits per byte" in md and "has the best token perplexity" not in md
 
 
@@ -82,6 +82,13 @@ def test_identical_runs_are_marked_not_given_a_p_value(built):
     table = findings.sweep_table(scores, comparisons, "top_k", 50)
     row = table[(table["top_k"] == "10") & (table.model == "m1")].iloc[0]
     assert row["BLEU"].endswith(" =")
+
+
+def test_what_fine_tuning_bought_is_said_with_the_numbers(built):
+    md = text(built)
+    assert re.search(r"\*\*m1\*\*, base → fine-tuned: BLEU [\d.]+ → [\d.]+ \*; .*better on 6 of 6 metrics, "
+                     r"significantly on BLEU", md)
+    assert "paired comparisons; after Holm's correction the strongest effect is significant only with p <" in md
 
 
 def test_gain_is_signed_so_that_positive_is_better(built):

@@ -37,11 +37,11 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "tests" / "slurm"
-# The rules that stay on the submit host (rules/prefetch.smk); `all` is local by nature.
-LOCAL_RULES = {"prefetch", "prepare_data", "build_tiny_model", "aggregate", "report", "all"}
+# The rules that stay on the submit host (localrules in the Snakefile); `all` is local by nature.
+LOCAL_RULES = {"prefetch", "prepare_data", "build_tiny_model", "aggregate", "compare", "report", "all"}
 # The job made to fail: the last of its chain, so the rerun has one SLURM job to do.
-FAULTY_JOB = "rule_score_wildcards_tiny_llama_finetuned_top_k_10"
-FAULT = "score.py:results/score/tiny_llama/finetuned/top_k_10.json"  # script:output of the job
+FAULTY_JOB = "rule_score_wildcards_tiny_llama_finetuned_top_k_10_0"
+FAULT = "score.py:results/score/tiny_llama/finetuned/top_k_10/rep0.json"  # script:output of the job
 # Seconds one snakemake call may take before it is killed (a clean run takes ~100 s here).
 SNAKEMAKE_TIMEOUT = 300
 # The failing run must stop within this many seconds of its start.
@@ -232,7 +232,7 @@ def test_a_failing_job_stops_the_run_nonzero_in_bounded_time(slurm_run):
     assert failing.returncode not in (0, 124, 137), failing.text[-4000:]  # failed by itself, not killed
     assert failing.elapsed < FAILURE_BOUND, f"{failing.elapsed:.0f} s"
     # Snakemake names the job's SLURM log, where the error is (the rule's own log stayed empty).
-    slurm_logs = re.findall(r"(\S+/\.snakemake/slurm_logs/rule_score/tiny_llama_finetuned_top_k_10/\d+\.log)",
+    slurm_logs = re.findall(r"(\S+/\.snakemake/slurm_logs/rule_score/tiny_llama_finetuned_top_k_10_0/\d+\.log)",
                             failing.text)
     assert slurm_logs and all("injected fault" in Path(log).read_text() for log in set(slurm_logs))
     failed = [r for r in slurm_run.rows if r["state"] != "COMPLETED"]
@@ -244,7 +244,8 @@ def test_a_failing_job_stops_the_run_nonzero_in_bounded_time(slurm_run):
 def test_the_rerun_finishes_only_what_the_failure_left(slurm_run):
     # keep-going: everything independent of the failed job was done in the failing run.
     assert slurm_run.left == {
-        ("score", "tiny_llama_finetuned_top_k_10"): 1, ("aggregate", ""): 1, ("report", ""): 1, ("all", ""): 1,
+        ("score", "tiny_llama_finetuned_top_k_10_0"): 1, ("aggregate", ""): 1, ("compare", ""): 1, ("report", ""): 1,
+        ("all", ""): 1,
     }
     assert (slurm_run.workdir / FAULT.split(":")[1]).exists()
     assert "Nothing to be done" in snakemake(slurm_run.workdir, "--dry-run", env=clean_env()).text
@@ -258,10 +259,10 @@ def test_every_cluster_job_completed_once_on_slurm_and_local_rules_stayed_local(
     completed = collections.Counter(r["comment"] for r in slurm_run.rows if r["state"] == "COMPLETED")
     assert completed == remote
     planned_local = {rule for rule, _ in slurm_run.planned if rule in LOCAL_RULES}
-    assert planned_local == {"prepare_data", "build_tiny_model", "aggregate", "report", "all"}
+    assert planned_local == {"prepare_data", "build_tiny_model", "aggregate", "compare", "report", "all"}
     ran_local = set(re.findall(r"^localrule (\w+):$", slurm_run.failing.text + slurm_run.rerun.text, re.M))
     assert ran_local == planned_local
-    assert not {c for c in completed if re.match(r"rule_(prepare_data|build_tiny_model|aggregate|report)", c)}
+    assert not {c for c in completed if re.match(r"rule_(prepare_data|build_tiny_model|aggregate|compare|report)", c)}
 
 
 @pytest.mark.slurm
@@ -277,7 +278,8 @@ def test_cluster_jobs_ran_offline_on_the_configured_cache(slurm_run):
     on_nodes = [r for r in slurm_run.records if r["SLURM_JOB_ID"]]
     here = [r for r in slurm_run.records if not r["SLURM_JOB_ID"]]
     assert {r["script"] for r in on_nodes} == {"finetune.py", "generate.py", "score.py", "perplexity.py"}
-    assert {r["script"] for r in here} == {"prepare_data.py", "build_tiny_model.py", "aggregate.py", "report.py"}
+    assert {r["script"] for r in here} == {"prepare_data.py", "build_tiny_model.py", "aggregate.py", "compare.py",
+                                           "report.py"}
     for record in on_nodes:
         assert all(record[var] == "1" for var in OFFLINE_VARS), record
     for record in slurm_run.records:
@@ -296,7 +298,8 @@ def test_scores_equal_a_local_run(slurm_run, local_run):
 
     check(finish(local_run.proc))
     on_slurm, local = table(slurm_run.workdir), table(local_run.workdir)
-    assert len(on_slurm) == 3 * 2 + 2  # BLEU, ROUGE-L, BERTScore x 2 generations; 2 perplexities
+    # BLEU, ROUGE-L, BERTScore and 3 answer-hygiene rates x 2 generations; 3 perplexities x 2 variants
+    assert len(on_slurm) == 6 * 2 + 3 * 2
     pd.testing.assert_frame_equal(on_slurm, local, check_exact=False, rtol=1e-9)
     finetuned = on_slurm[(on_slurm.variant == "finetuned") & (on_slurm.metric == "bleu")]
     assert finetuned.value.min() > 0  # a real run, not an empty one that trivially matches

@@ -127,13 +127,9 @@ def best_model_sentences(scores, comparisons) -> list:
                 continue
             if c["identical"]:
                 behind.append(f"identical answers to {other}")
-            elif c["significant"]:
-                behind.append(f"significantly better than {other} ({signed(c['difference'], metric)} "
-                              f"[{signed(c['ci_low'], metric)}, {signed(c['ci_high'], metric)}], "
-                              f"{p_text(c['p_adjusted'])} after Holm)")
             else:
-                behind.append(f"not significantly better than {other} ({signed(c['difference'], metric)}, "
-                              f"{p_text(c['p_adjusted'])} after Holm)")
+                verdict = "significantly better than" if c["significant"] else "not significantly better than"
+                behind.append(f"{verdict} {other} ({difference_text(c, metric)})")
         sentences.append(text + ("; " + "; ".join(behind) if behind else "") + ".")
     return sentences
 
@@ -173,6 +169,23 @@ def model_pair_table(scores, comparisons):
     return pd.DataFrame(list(out.values()))
 
 
+def difference_text(c, metric: str) -> str:
+    """'+4.5 [−10.2, +19.1], p = 0.32 before, p = 1.00 after Holm': the difference, its interval, both p-values."""
+    return (f"{signed(c['difference'], metric)} [{signed(c['ci_low'], metric)}, {signed(c['ci_high'], metric)}], "
+            f"{p_text(c['p_value'])} before, {p_text(c['p_adjusted'])} after Holm")
+
+
+def holm_bar(comparisons, alpha: float, n_examples: int) -> str:
+    """What Holm's correction over this study asks of a p-value, said once."""
+    tested = int((~comparisons.identical.astype(bool)).sum())
+    if not tested:
+        return ""
+    return (f"This study makes {tested} paired comparisons; after Holm's correction the strongest effect is "
+            f"significant only with p < {alpha / tested:.1g} before it, which a paired test on {n_examples} test "
+            "examples reaches only for large, consistent differences. Each difference is given with its 95% "
+            "interval (before correction) and its p-value before and after.")
+
+
 def _difference_cell(c) -> str:
     if c["identical"]:
         return "identical ="
@@ -205,22 +218,21 @@ def gain_table(scores, comparisons):
 
 
 def gain_sentences(comparisons) -> list:
+    """Per model: each metric base -> fine-tuned, significant ones marked, and what the marks say."""
     out = []
     tuned = comparisons[(comparisons.family == "fine-tuned vs base")
                         & comparisons.decoding_a.isin(["baseline", "teacher_forced"])]
     for model in sorted(tuned.model_a.unique()):
         rows = tuned[tuned.model_a == model]
-        better = [LABELS[c.metric] for _, c in rows.iterrows() if c.significant and c.better == "b"]
+        changes = [f"{LABELS[c.metric]} {number(c.a, c.metric)} → {number(c.b, c.metric)}{' *' if c.significant else ''}"
+                   for _, c in rows.iterrows()]
+        better = [c for _, c in rows.iterrows() if (c.b - c.a) * (1 if HIGHER_IS_BETTER[c.metric] else -1) > 0]
+        significant = [LABELS[c.metric] for _, c in rows.iterrows() if c.significant and c.better == "b"]
         worse = [LABELS[c.metric] for _, c in rows.iterrows() if c.significant and c.better == "a"]
-        unclear = [LABELS[c.metric] for _, c in rows.iterrows() if not c.significant]
-        parts = []
-        if better:
-            parts.append("significantly better on " + ", ".join(better))
-        if worse:
-            parts.append("significantly worse on " + ", ".join(worse))
-        if unclear:
-            parts.append("no significant change in " + ", ".join(unclear))
-        out.append(f"Fine-tuning made **{model}** " + "; ".join(parts) + " (against its base model, baseline decoding).")
+        verdict = (f"better on {len(better)} of {len(rows)} metrics"
+                   + (f", significantly on {', '.join(significant)}" if significant else ", none significantly after Holm")
+                   + (f"; significantly worse on {', '.join(worse)}" if worse else ""))
+        out.append(f"**{model}**, base → fine-tuned: " + "; ".join(changes) + f". {verdict}.")
     return out
 
 

@@ -126,7 +126,7 @@ def runtime_table(benchmark_files):
         rule, labels = parts[at + 1], parts[at + 2 :]
         bench = pd.read_csv(path, sep="\t").iloc[-1]
         model, variant, decoding, replicate = (list(labels) + [None, None, None])[:4]
-        if rule == "finetune":
+        if rule in ("finetune", "merge_adapter"):
             variant = "finetuned"
         rows.append({
             "rule": rule, "model": model, "variant": variant, "decoding": decoding, "replicate": replicate,
@@ -220,6 +220,8 @@ def build(scores_csv, comparisons_csv, record: dict, out_dir, runs: dict | None 
     )
     doc.heading(3, "How to read this report")
     doc.bullets(HOW_TO_READ)
+    doc.paragraph(findings.holm_bar(comparisons, (record.get("statistics") or {}).get("alpha", 0.05),
+                                    record["n_test"]))
 
     doc.heading(2, "The answers")
     doc.heading(3, "Which model is best (fine-tuned, baseline decoding)")

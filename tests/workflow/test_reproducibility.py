@@ -37,7 +37,8 @@ def test_two_runs_from_scratch_write_the_same_scores_and_generations(demo_run, s
     for name in generations:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
     # What the scores are made of, too: per-example scores, summaries, perplexities; and the comparisons.
-    made_of = sorted(p.relative_to(first) for folder in ("score", "perplexity") for p in (first / folder).rglob("*.*"))
+    made_of = sorted(p.relative_to(first) for folder in ("score", "perplexity") for p in (first / folder).rglob("*.*")
+                     if p.is_file())
     assert len(made_of) == 2 * len(generations) + 2 * 6
     for name in made_of + [Path("comparisons.csv")]:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
