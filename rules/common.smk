@@ -64,7 +64,10 @@ def replicates(decoding):
 def runs():
     """(model, variant, decoding, replicate) of every generation the study makes."""
     for model, entry in config["models"].items():
-        for variant, decodings in (("finetuned", DECODING), ("base", entry["base_decoding"])):
+        for variant, decodings in (
+            ("finetuned", DECODING),
+            ("base", entry["base_decoding"]),
+        ):
             for decoding in decodings:
                 for rep in range(replicates(decoding)):
                     yield model, variant, decoding, rep
@@ -75,7 +78,9 @@ def all_scores():
 
 
 def all_per_example():
-    return [f"results/score/{m}/{v}/{d}/rep{r}.per_example.csv" for m, v, d, r in runs()]
+    return [
+        f"results/score/{m}/{v}/{d}/rep{r}.per_example.csv" for m, v, d, r in runs()
+    ]
 
 
 def all_generation_info():
@@ -136,14 +141,19 @@ def get_adapter_input(wildcards):
 
 def merged(wildcards):
     """Whether a generate or perplexity job reads the merged model (inference.weights: merged)."""
-    return config["inference"]["weights"] == "merged" and wildcards.variant == "finetuned"
+    return (
+        config["inference"]["weights"] == "merged" and wildcards.variant == "finetuned"
+    )
 
 
 def get_inference_inputs(wildcards):
     """The model files a generate or perplexity job reads: the merged model, or the base and the adapter."""
     if merged(wildcards):
         return {"base": f"results/merge_adapter/{wildcards.model}"}
-    return {"base": get_base_model_input(wildcards), "adapter": get_adapter_input(wildcards)}
+    return {
+        "base": get_base_model_input(wildcards),
+        "adapter": get_adapter_input(wildcards),
+    }
 
 
 def get_inference_model(wildcards):
@@ -246,7 +256,10 @@ def warn_uncached():
 
 def built_from():
     """(output, [files made from it]) for every intermediate output of the study."""
-    split = ["results/prepare_data/" + f for f in ("train.jsonl", "test.jsonl", "manifest.json")]
+    split = [
+        f"results/prepare_data/{name}"
+        for name in ("train.jsonl", "test.jsonl", "manifest.json")
+    ]
     report_md = "results/report/report.md"
     first = []
     pairs = []
@@ -273,16 +286,24 @@ def built_from():
             first.append(f"results/build_tiny_model/{model}")
         first += base_users
         for v in VARIANTS:
-            for f in (perplexity[v], perplexity[v].replace(".json", ".per_example.csv")):
+            for f in (
+                perplexity[v],
+                perplexity[v].replace(".json", ".per_example.csv"),
+            ):
                 pairs.append((f, ["results/scores.csv"]))
     for m, v, d, r in runs():
         stem = f"{m}/{v}/{d}/rep{r}"
         pairs.append((f"results/generate/{stem}.jsonl", [f"results/score/{stem}.json"]))
         pairs.append((f"results/generate/{stem}.info.json", [report_md]))
-        for f in (f"results/score/{stem}.json", f"results/score/{stem}.per_example.csv"):
+        for f in (
+            f"results/score/{stem}.json",
+            f"results/score/{stem}.per_example.csv",
+        ):
             pairs.append((f, ["results/scores.csv"]))
     pairs += [(f, first) for f in split]
-    pairs += [(f, [report_md]) for f in ("results/scores.csv", "results/comparisons.csv")]
+    pairs += [
+        (f, [report_md]) for f in ("results/scores.csv", "results/comparisons.csv")
+    ]
     return pairs
 
 
@@ -352,7 +373,12 @@ def share_gpus():
     """Local runs on a machine with GPUs: each GPU job claims its own devices (lmsweep.gpus)."""
     from lmsweep import gpus as devices
 
-    if not workflow.local_exec or workflow.remote_exec or workflow.dryrun or config["device"] == "cpu":
+    if (
+        not workflow.local_exec
+        or workflow.remote_exec
+        or workflow.dryrun
+        or config["device"] == "cpu"
+    ):
         return
     visible = devices.visible_devices()
     if not visible:

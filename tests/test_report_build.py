@@ -86,7 +86,7 @@ def test_identical_runs_are_marked_not_given_a_p_value(built):
 
 def test_what_fine_tuning_bought_is_said_with_the_numbers(built):
     md = text(built)
-    assert re.search(r"\*\*m1\*\*, base → fine-tuned: BLEU [\d.]+ → [\d.]+ \*; .*better on 6 of 6 metrics, "
+    assert re.search(r"\*\*m1\*\*, base → fine-tuned: BLEU [\d.]+ → [\d.]+ \*; .*Better on 6 of 6 metrics, "
                      r"significantly on BLEU", md)
     assert "paired comparisons; after Holm's correction the strongest effect is significant only with p <" in md
 

@@ -232,7 +232,7 @@ def gain_sentences(comparisons) -> list:
         verdict = (f"better on {len(better)} of {len(rows)} metrics"
                    + (f", significantly on {', '.join(significant)}" if significant else ", none significantly after Holm")
                    + (f"; significantly worse on {', '.join(worse)}" if worse else ""))
-        out.append(f"**{model}**, base → fine-tuned: " + "; ".join(changes) + f". {verdict}.")
+        out.append(f"**{model}**, base → fine-tuned: " + "; ".join(changes) + f". {verdict[0].upper()}{verdict[1:]}.")
     return out
 
 
@@ -316,7 +316,13 @@ def sweep_sentences(scores, comparisons, parameter: str, baseline_value) -> list
             text = (f"{LABELS[metric]} is best at {parameter} = {' = '.join(equal)} "
                     f"({with_interval(best_row, metric)}{', the same value' if len(equal) > 1 else ''}); "
                     f"it {trend} with {parameter}")
-            text += ("; not significantly worse: " + ", ".join(tied)) if tied else "; every other value is significantly worse"
+            others = len(series) - len(equal)
+            if others and len(tied) == others:
+                text += "; no other value is significantly worse"
+            elif tied:
+                text += "; not significantly worse: " + ", ".join(tied)
+            elif others:
+                text += "; every other value is significantly worse"
             parts.append(text)
         if parts:
             out.append(f"**{model}**: " + ". ".join(parts) + ".")
