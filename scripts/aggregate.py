@@ -23,15 +23,10 @@ def run(test_path: str, score_files, perplexity_files, out_path: str, bleu: dict
 
 
 def main(argv=None) -> None:
-    from lmsweep.aggregate import add_statistics_arguments, statistics_from_args
-    from lmsweep.files import existing_path
+    from lmsweep.aggregate import add_run_arguments, statistics_from_args
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--test", required=True, type=existing_path, help="test.jsonl the runs were made for")
-    parser.add_argument("--scores", nargs="+", required=True, type=existing_path, help="summary JSON files from score")
-    parser.add_argument("--perplexities", nargs="*", default=[], type=existing_path, help="JSON files from perplexity")
-    parser.add_argument("--out", required=True)
-    add_statistics_arguments(parser)
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
     bleu, statistics = statistics_from_args(args)
     run(args.test, args.scores, args.perplexities, args.out, bleu, statistics)

@@ -185,6 +185,17 @@ def aggregate(score_files, perplexity_files, test_path, bleu: dict, statistics: 
     return table.sort_values(["model", "variant", "metric", "decoding"], kind="stable").reset_index(drop=True)
 
 
+def add_run_arguments(parser) -> None:
+    """The inputs and output of aggregate.py and compare.py, and the statistics options."""
+    from lmsweep.files import existing_path
+
+    parser.add_argument("--test", required=True, type=existing_path, help="test.jsonl the runs were made for")
+    parser.add_argument("--scores", nargs="+", required=True, type=existing_path, help="summary JSON files from score")
+    parser.add_argument("--perplexities", nargs="*", default=[], type=existing_path, help="JSON files from perplexity")
+    parser.add_argument("--out", required=True)
+    add_statistics_arguments(parser)
+
+
 def add_statistics_arguments(parser) -> None:
     """The statistics section of the config as options (scripts/aggregate.py, compare.py, report.py)."""
     parser.add_argument("--confidence", type=float, default=0.95, help="coverage of every interval")
