@@ -233,7 +233,7 @@ def build(scores_csv, comparisons_csv, record: dict, out_dir, runs: dict | None 
             doc.paragraph(f"**{parameter}** (the other settings at the baseline, {_settings_text(baseline)}):")
             doc.bullets(findings.sweep_sentences(scores, comparisons, parameter, baseline.get(parameter)))
             if parameter == "num_beams" and baseline.get("do_sample"):
-                doc.paragraph("The num_beams configs keep the baseline's `do_sample: true`: they are beam *sampling*, "
+                doc.paragraph("The num_beams configs keep the baseline's `do_sample: true`: they are beam sampling, "
                               "not beam search. Beam search is a config with `do_sample: false` (see config.yaml).")
     doc.heading(3, "What fine-tuning bought")
     doc.bullets(findings.gain_sentences(comparisons))
