@@ -144,7 +144,12 @@ def main(argv=None) -> None:
 
         if torch.cuda.is_available():
             # Each process on its own GPU before anything loads (4-bit models go to the current device).
-            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+            local = int(os.environ["LOCAL_RANK"])
+            torch.cuda.set_device(local)
+            props = torch.cuda.get_device_properties(local)
+            bus = getattr(props, "pci_bus_id", "?")
+            print(f"rank {rank} (local {local}): cuda:{local} {props.name}, PCI bus {bus}, "
+                  f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')}", flush=True)
     try:
         run(
             args.train, args.base_model, str(adapter), str(loss_log), str(checkpoints), args.model,

@@ -331,3 +331,34 @@ def test_padding_free_batches_keep_examples_apart(tiny_llama):
         joined = model(input_ids=torch.cat([a, b], dim=1), position_ids=torch.tensor([[0, 1, 2, 3, 0, 1, 2]]),
                        use_cache=False).logits[0]
     assert torch.allclose(joined[:4], alone[0], atol=1e-5) and torch.allclose(joined[4:], alone[1], atol=1e-5)
+
+
+# --- several training processes ------------------------------------------------------------------------------
+
+
+def test_two_training_processes_end_with_the_same_weights_and_say_so(tiny_llama, train_path, tmp_path):
+    """Data parallel on the CPU (gloo), through scripts/finetune.py's main() as each launched process runs it."""
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    scripts = Path(train.__file__).resolve().parents[1]
+    params = {"lora": LORA, "training": {**TRAINING, "max_steps": 3}, "seed": SEED, "device": "cpu",
+              "load": {"revision": None, "trust_remote_code": False, "quantization": {"load_in_4bit": False}}}
+    (tmp_path / "params.json").write_text(json.dumps(params))
+    with socket.socket() as probe:  # torchrun's own port 0 does not choose one (accelerate's does)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+         str(scripts / "finetune.py"), "--train", str(train_path), "--base-model", str(tiny_llama),
+         "--model", "tiny_llama", "--adapter", str(tmp_path / "adapter"), "--params", str(tmp_path / "params.json")],
+        capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "PYTHONPATH": str(scripts)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads((tmp_path / "adapter" / "training_info.json").read_text())
+    assert info["processes"] == 2 and info["effective_batch_size"] == 2 * TRAINING["batch_size"]
+    assert info["backend"] == "gloo" and info["ranks_agree"] is True and len(info["rank_checksums"]) == 2
+    assert info["settings"]["processes"] == 2  # part of the checkpoint key: another run than one process
+    assert "equal (gloo)" in proc.stdout + proc.stderr

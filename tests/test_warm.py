@@ -651,6 +651,7 @@ def test_a_real_script_through_the_real_server_gives_the_cold_result(real_server
             "input": {"test": str(tmp_path / "test.jsonl"), "adapter": []},
             "output": {"predictions": str(out), "info": str(tmp_path / f"{mode}.info.json")},
             "log": {"log": str(tmp_path / f"{mode}.log")},
+            "resources": {"gpu": 0},
             "params": {
                 "base_model": str(tiny_llama), "batch_size": 4, "seed": 7, "device": "cpu",
                 "generation": {"settings": {"do_sample": True, "top_k": 50, "temperature": 0.8, "max_new_tokens": 12},

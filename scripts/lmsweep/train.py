@@ -279,6 +279,7 @@ def finetune(
         "global_step": global_step,
         "train_loss": logged_loss(history),
         "processes": processes,
+        **ranks_agree(trainer.model),
         "effective_batch_size": training["batch_size"] * training["gradient_accumulation_steps"] * processes,
         "lengths": lengths,
         "settings": settings,
@@ -290,6 +291,28 @@ def finetune(
         tokenizer.save_pretrained(tmp)
         write_json(tmp / "training_info.json", info)
     return info
+
+
+def ranks_agree(model) -> dict:
+    """With several training processes: the backend, and whether every rank ended with the same trained weights.
+
+    Data parallel training keeps the replicas equal by averaging gradients; a
+    checksum of the trained parameters, gathered from every rank, shows it did.
+    """
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return {}
+    trained = [p.detach().double().sum() for p in model.parameters() if p.requires_grad]
+    checksum = torch.stack(trained).sum().reshape(1).to(next(model.parameters()).device)
+    gathered = [torch.zeros_like(checksum) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, checksum)
+    values = [float(g) for g in gathered]
+    agree = max(values) - min(values) <= 1e-9 * max(1.0, abs(values[0]))
+    print(f"rank {dist.get_rank()}: trained-weight checksums of all ranks {values}: "
+          f"{'equal' if agree else 'DIFFERENT'} ({dist.get_backend()})", flush=True)
+    return {"backend": dist.get_backend(), "ranks_agree": agree, "rank_checksums": values}
 
 
 def write_loss_log(history, path) -> None:

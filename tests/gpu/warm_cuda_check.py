@@ -129,14 +129,16 @@ def generate_job(tmp: Path, name: str, base: Path, test: Path, load_in_4bit: boo
                     "compute_dtype": "bfloat16"}
     job = {"threads": 2, "named": {
         "input": {"test": str(test), "adapter": []},
-        "output": {"predictions": str(out)},
+        "output": {"predictions": str(out), "info": str(tmp / f"{name}.info.json")},
         "log": {"log": str(log)},
+        "resources": {"gpu": 0},
         "params": {
             "base_model": str(base), "batch_size": 4, "seed": 0, "device": "cuda",
-            "settings": {"do_sample": True, "top_k": 50, "temperature": 0.8, "max_new_tokens": 16},
+            "generation": {"settings": {"do_sample": True, "top_k": 50, "temperature": 0.8, "max_new_tokens": 16},
+                           "decoding_defaults": "library", "sweep": None},
             "load": {"revision": None, "trust_remote_code": False, "quantization": quantization},
         },
-        "wildcards": {"model": "tiny", "variant": "base", "decoding": name},
+        "wildcards": {"model": "tiny", "variant": "base", "decoding": name, "rep": "0"},
     }}
     script = tmp / f"tmp{name}.generate.py"
     preamble = SNAKEMAKE_PREAMBLE.format(pids=str(pids), job=json.dumps(job))
