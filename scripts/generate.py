@@ -98,7 +98,8 @@ def main(argv=None) -> None:
     parser.add_argument("--adapter", default=None, help="LoRA adapter folder; omit for the base model")
     parser.add_argument("--settings", required=True, type=json.loads, help="generate() settings as JSON")
     parser.add_argument("--out", required=True, help="predictions .jsonl")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=lambda v: v if v == "auto" else int(v), default="auto",
+                        help="prompts per generate() call, or auto: what fits the GPU's free memory (default)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--replicate", type=int, default=0, help="seed replicate (sampled configs)")
     parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
