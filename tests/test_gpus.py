@@ -92,6 +92,56 @@ def test_a_training_job_claims_several_and_keeps_them_through_exec(tmp_path):
         trainer.kill()
 
 
+def test_the_warm_servers_fork_keeps_its_jobs_claim(tmp_path):
+    """A job claims its GPU, then lmsweep.warm runs it in a fork of the real server, where the script claims
+    again: that must keep the job's device at once (it waited for its own job's lock until the time-out)."""
+    import socket
+
+    from lmsweep import warm
+
+    script = tmp_path / "gpu_job.py"
+    script.write_text(textwrap.dedent("""
+        import os, sys
+        from lmsweep.gpus import claim
+        from lmsweep.warm import INSIDE_ENV, delegate
+        got = claim(1, timeout=3, log=lambda line: None)
+        delegate()
+        print(os.getpid(), os.environ.get(INSIDE_ENV), got, os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
+    """))
+    folder = Path(f"/tmp/lmsweep-test-{os.getpid()}")
+    folder.mkdir(exist_ok=True)
+    path = folder / "s"
+    env = {**os.environ, "PYTHONPATH": str(SCRIPTS)}
+    server = subprocess.Popen([sys.executable, "-c", "import sys; from lmsweep import warm; "
+                               "warm.serve(sys.argv[1], int(sys.argv[2]), preload_modules=('json',))",
+                               str(path), str(os.getpid())], env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.socket(socket.AF_UNIX) as probe:
+                    probe.connect(str(path))
+                break
+            except OSError:
+                time.sleep(0.1)
+        env.update({gpus.LOCKS_ENV: str(tmp_path / "locks"), gpus.DEVICES_ENV: "0,1", warm.SOCKET_ENV: str(path)})
+        env.pop("CUDA_VISIBLE_DEVICES", None)
+        env.pop(gpus.CLAIMED_ENV, None)
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        _, inside, got, visible = result.stdout.split(maxsplit=3)
+        assert inside == "1"  # ran in the server's fork
+        assert got == "['0']" and visible.strip() == "0"
+        assert time.monotonic() - started < 3  # no wait for the lock the job itself holds
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+        for f in folder.iterdir():
+            f.unlink()
+        folder.rmdir()
+
+
 def test_no_lock_folder_means_no_claim(monkeypatch):
     monkeypatch.delenv(gpus.LOCKS_ENV, raising=False)
     assert gpus.claim(1) == []

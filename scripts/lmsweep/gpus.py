@@ -9,6 +9,9 @@ holder dies, so a crashed or killed job's device is free again at once, with
 no list to repair. The job then sees only its devices (`CUDA_VISIBLE_DEVICES`),
 set before anything touches CUDA. A multi-GPU training job claims several and
 keeps them through `accelerate launch` (the lock descriptors are inherited).
+What the job process starts (the warm server's fork that runs the job,
+accelerate's ranks) runs the script again: it finds the job's claim in
+CLAIMED_ENV and keeps it, rather than waiting for a lock its own job holds.
 
 The Snakefile turns this on for local runs (LOCKS_ENV names the folder,
 DEVICES_ENV the devices the run may use); on a cluster the scheduler gives
@@ -22,6 +25,7 @@ from pathlib import Path
 
 LOCKS_ENV = "LMSWEEP_GPU_LOCKS"
 DEVICES_ENV = "LMSWEEP_GPU_DEVICES"
+CLAIMED_ENV = "LMSWEEP_GPU_CLAIMED"  # the devices this job holds, for the processes it starts
 _held = []  # open lock files: a lock lasts as long as its descriptor
 
 
@@ -52,6 +56,8 @@ def claim(count: int, lock_dir=None, devices=None, timeout: float = 600, poll: f
     lock_dir = lock_dir or os.environ.get(LOCKS_ENV)
     if not lock_dir or count < 1:
         return []
+    if CLAIMED_ENV in os.environ:  # started by the job that holds the locks (warm fork, accelerate rank)
+        return [d for d in os.environ[CLAIMED_ENV].split(",") if d]
     if devices is None:
         devices = [d for d in os.environ.get(DEVICES_ENV, "").split(",") if d] or visible_devices()
     if count > len(devices):
@@ -79,7 +85,7 @@ def claim(count: int, lock_dir=None, devices=None, timeout: float = 600, poll: f
                 os.set_inheritable(handle.fileno(), True)  # kept by accelerate launch's processes
                 _held.append(handle)
             chosen = [device for device, _ in got]
-            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(chosen)
+            os.environ["CUDA_VISIBLE_DEVICES"] = os.environ[CLAIMED_ENV] = ",".join(chosen)
             log(f"running on GPU {', '.join(chosen)} (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']})")
             return chosen
         for _, handle in got:
