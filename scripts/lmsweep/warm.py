@@ -109,8 +109,20 @@ def _recv_exact(conn, n: int, buf: bytes = b"", deadline=None) -> bytes:
     return buf
 
 
+def stacks_on_signal() -> None:
+    """`kill -USR2 <job pid>` writes every thread's Python stack to the job's log (a job that seems stuck)."""
+    import faulthandler
+    import signal
+
+    try:
+        faulthandler.register(signal.SIGUSR2, file=sys.stderr, all_threads=True)
+    except (AttributeError, ValueError, OSError, RuntimeError):  # no SIGUSR2 (Windows), no usable stderr
+        pass
+
+
 def delegate(script: str | None = None) -> None:
     """Run this job in the warm server if one is up (never returns then); else return and let it run cold."""
+    stacks_on_signal()
     path = os.environ.get(SOCKET_ENV)
     if not path or os.environ.get(INSIDE_ENV) or not is_supported():
         return
@@ -198,6 +210,7 @@ def _run_child(conn, request) -> int:
     sys.path[0] = os.path.dirname(request["script"])  # as `python script.py` sets it
     _unhide_bitsandbytes()
     _apply_threads()
+    stacks_on_signal()  # on the job's own stderr, now that the fork has it
     import runpy
     import threading
     import traceback
