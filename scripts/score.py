@@ -62,6 +62,7 @@ def run(
         "sweep": first.get("sweep"),
         "settings": first.get("settings"),
         "generation_config": first.get("generation_config"),
+        "inference": first.get("inference"),  # which weights made the answers (as trained, merged)
         "n_examples": len(rows),
         "empty_predictions": sum(not p.strip() for p in preds),
         "hit_max_new_tokens": sum(bool(r.get("hit_max_new_tokens")) for r in rows),

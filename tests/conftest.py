@@ -91,6 +91,10 @@ def mini_study(tmp_path_factory):
     configs = {"baseline": (baseline, None), "top_k_10": ({**baseline, "top_k": 10}, ["top_k", 10]),
                "num_beams_2": ({**baseline, "num_beams": 2}, ["num_beams", 2])}
     right = {("m1", "finetuned"): 0.9, ("m2", "finetuned"): 0.5, ("m1", "base"): 0.0, ("m2", "base"): 0.0}
+    # m1 generates from its merged model, m2 as trained (inference.weights)
+    weights = {("m1", "finetuned"): "merged: adapter merged into the dequantized 4-bit base",
+               ("m2", "finetuned"): "as trained: 4-bit base + adapter",
+               ("m1", "base"): "as trained: 4-bit base", ("m2", "base"): "as trained: 4-bit base"}
 
     def answers(model, variant, decoding, rep):
         share = right[(model, variant)] - (0.2 if decoding == "num_beams_2" else 0.0)
@@ -122,6 +126,7 @@ def mini_study(tmp_path_factory):
                     summary = {
                         "model": model, "variant": variant, "decoding": decoding, "replicate": rep, "sweep": sweep,
                         "settings": settings, "n_examples": len(tasks), "seed": 42,
+                        "inference": weights[(model, variant)],
                         "metrics": {"bleu": {"score": bleu["score"], "signature": bleu["signature"]},
                                     "rouge_l": {"score": rouge["score"], "signature": rouge["signature"]},
                                     "bertscore_f1": {"score": sum(bert) / len(bert), "signature": "minilm-ish"}},
@@ -143,6 +148,7 @@ def mini_study(tmp_path_factory):
         path.write_text(json.dumps({
             "model": model, "variant": variant, "perplexity": math.exp(sum(nll) / sum(tokens)),
             "n_examples": len(tasks), "seed": 42, "versions": {"torch": "x"},
+            "inference": weights[(model, variant)],
             "signatures": {"perplexity": "ppl", "bits_per_byte": "bpb", "word_perplexity": "wppl"},
         }))
         perplexities.append(path)

@@ -36,6 +36,15 @@ def test_columns_and_one_row_per_run_and_metric(table):
                                                                      "word_perplexity"}
 
 
+def test_every_number_says_which_weights_made_it(table):
+    """inference.weights: generation rows carry the weights of their answers, perplexity rows their own."""
+    weights = table.groupby(["model", "variant"]).weights.unique().to_dict()
+    assert list(weights[("m1", "finetuned")]) == ["merged: adapter merged into the dequantized 4-bit base"]
+    assert list(weights[("m2", "finetuned")]) == ["as trained: 4-bit base + adapter"]
+    assert list(weights[("m1", "base")]) == ["as trained: 4-bit base"]
+    assert table.weights.notna().all()
+
+
 def test_bleu_is_corpus_bleu_pooled_over_replicates(table, mini_study):
     folder = mini_study["folder"] / "score" / "m2" / "finetuned" / "baseline"
     predictions, references = [], []

@@ -126,3 +126,14 @@ def test_provenance_cost_hygiene_and_examples(built):
     assert "version=0.3.12" in md  # the bert-score hash quirk, said where the signature is shown
     assert "3 of 100 (max_length 128)" in md
     assert "warm_start" in md
+
+
+def test_the_weights_behind_each_model_s_numbers_are_shown(built):
+    md = text(built)
+    assert "Weights behind the numbers" in md
+    section = md[md.index("Weights behind the numbers"):]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()[2:8]]
+    rows = {(r[0], r[1]): r[2:] for r in cells if len(r) == 4}
+    assert rows[("m1", "finetuned")] == ["merged: adapter merged into the dequantized 4-bit base"] * 2
+    assert rows[("m2", "finetuned")] == ["as trained: 4-bit base + adapter"] * 2
+    assert rows[("m1", "base")] == ["as trained: 4-bit base"] * 2

@@ -24,7 +24,7 @@ HIGHER_IS_BETTER = {
     "empty": False, "hit_max_new_tokens": False, "repeated_3gram_rate": False,
 }
 COLUMNS = [
-    "model", "variant", "decoding", "metric", "value", "ci_low", "ci_high", "higher_is_better", "n_examples",
+    "model", "variant", "weights", "decoding", "metric", "value", "ci_low", "ci_high", "higher_is_better", "n_examples",
     "replicates", "replicate_sd", "replicate_min", "replicate_max", "sweep_parameter", "sweep_value",
     "interval", "signature", "seed", "versions",
 ]
@@ -139,7 +139,8 @@ def run_rows(run: Run, tokenize: str, statistics: dict) -> list:
                          "repeated_3gram_rate": "mean share of an answer's word 3-grams repeating an earlier one"}[metric]
         spread = stats.replicate_spread(by_seed)
         rows.append({
-            "model": run.model, "variant": run.variant, "decoding": run.decoding, "metric": metric,
+            "model": run.model, "variant": run.variant, "weights": first.get("inference"),
+            "decoding": run.decoding, "metric": metric,
             "value": result.value, "ci_low": result.ci_low, "ci_high": result.ci_high,
             "higher_is_better": HIGHER_IS_BETTER[metric], "n_examples": first["n_examples"],
             "replicates": spread.n_seeds, "replicate_sd": spread.std, "replicate_min": spread.min,
@@ -162,7 +163,8 @@ def perplexity_rows(summary: dict, table, statistics: dict) -> list:
         "word_perplexity": stats.perplexity_interval(table.nll, table.words, **options),
     }
     return [{
-        "model": summary["model"], "variant": summary["variant"], "decoding": "teacher_forced", "metric": metric,
+        "model": summary["model"], "variant": summary["variant"], "weights": summary.get("inference"),
+        "decoding": "teacher_forced", "metric": metric,
         "value": result.value, "ci_low": result.ci_low, "ci_high": result.ci_high,
         "higher_is_better": False, "n_examples": summary["n_examples"], "replicates": 1,
         "replicate_sd": None, "replicate_min": None, "replicate_max": None,

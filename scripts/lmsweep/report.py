@@ -182,6 +182,19 @@ def decoding_table(record: dict):
     return pd.DataFrame(rows)
 
 
+def weights_table(scores):
+    """Per model and variant: the weights that made its answers and its perplexity."""
+    import pandas as pd
+
+    rows = []
+    for (model, variant), group in scores.groupby(["model", "variant"], sort=True):
+        forced = group.decoding == "teacher_forced"
+        rows.append({"model": model, "variant": variant,
+                     "answers (BLEU, ROUGE-L, BERTScore)": "; ".join(sorted(group[~forced].weights.dropna().unique())),
+                     "perplexity": "; ".join(sorted(group[forced].weights.dropna().unique()))})
+    return pd.DataFrame(rows)
+
+
 def overridden_notes(record: dict) -> list:
     notes = set()
     for entry in record["decoding"].values():
@@ -313,6 +326,11 @@ def build(scores_csv, comparisons_csv, record: dict, out_dir, runs: dict | None 
                   "seeded per batch), none (greedy or beam search).")
     doc.table(decoding_table(record))
     doc.bullets(overridden_notes(record))
+    if "weights" in scores and scores.weights.notna().any():
+        doc.paragraph("Weights behind the numbers (inference.weights): as trained (the 4-bit base with the adapter "
+                      "beside it) or merged (the adapter merged into the dequantized base, bf16), for the generated "
+                      "answers and for perplexity.")
+        doc.table(weights_table(scores))
     doc.paragraph("Metric signatures:")
     signatures = [f"{LABELS.get(k, k)}: `{v}`" for k, v in sorted(record["metric_signatures"].items())]
     if "bertscore_f1" in record["metric_signatures"]:
