@@ -3,14 +3,20 @@
 #
 #   bash bench/run_gpu.sh gen:llama2_7b train:llama2_7b score      # one call (about 9 minutes)
 #   bash bench/run_gpu.sh gen:mistral_7b gen:phi2                  # another
+#   bash bench/run_gpu.sh dag                                      # the reduced study through snakemake
+#   bash bench/run_gpu.sh static:llama2_7b compile:llama2_7b       # trials of a static key/value cache
 #
-# The packages the machine lacks travel as wheels in .whl/ (see BENCHMARKS.md). Each stage writes its
-# JSON to $OUT as it measures, so a call cut at its time limit still returns what it measured.
+# The packages the machine lacks travel packed in .gpu/site.tar.xz (bench/pack_site.sh; carry .gpu) or as
+# wheels in .whl/ (see BENCHMARKS.md). Each stage writes its JSON to $OUT as it measures, so a call cut at
+# its time limit still returns what it measured.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench-output}
 mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
+if [ -f .gpu/site.tar.xz ]; then
+    mkdir -p /tmp/site && tar -C /tmp/site -xJf .gpu/site.tar.xz || exit 1
+    export PYTHONPATH=/tmp/site
+elif ls .whl/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         || exit 1
     export PYTHONPATH=/tmp/site
@@ -29,10 +35,15 @@ for stage in "$@"; do
                     --prompts 200 --new-tokens "${NEW_TOKENS:-128}") ;;
         gen-new:*) (cd bench && timeout "${STAGE_TIMEOUT:-420}" python3 generate.py --shape "${stage#gen-new:}" \
                     --prompts 200 --new-tokens "${NEW_TOKENS:-128}" --skip-old) ;;
+        static:*|compile:*) cache=static; [ "${stage%%:*}" = compile ] && cache=static-compile
+                  (cd bench && timeout "${STAGE_TIMEOUT:-420}" python3 generate.py --shape "${stage#*:}" \
+                    --prompts 200 --new-tokens "${NEW_TOKENS:-128}" --skip-old --skip-beams --cache $cache) ;;
         train:*) (cd bench && timeout "${STAGE_TIMEOUT:-420}" python3 train.py --shape "${stage#train:}" \
                     --steps "${STEPS:-6}") ;;
         score) (cd bench && timeout "${STAGE_TIMEOUT:-420}" python3 score.py --pairs 200) ;;
         study) (cd bench && python3 study.py) ;;
+        dag) (cd bench && timeout "${STAGE_TIMEOUT:-560}" python3 dag.py --results results/h200-2026-11-29 \
+                    --new-tokens "${NEW_TOKENS:-150}" --timeout $(( ${STAGE_TIMEOUT:-560} - 90 ))) ;;
         warm) timeout 300 python3 tests/gpu/warm_cuda_check.py ;;
         *) echo "unknown stage $stage" ;;
     esac 2>&1 | grep --line-buffered -v -E "it/s\]|s/it\]|Warning|warn\(" | tee -a "$log" | tail -40

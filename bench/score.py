@@ -50,7 +50,7 @@ def main(argv=None) -> None:
     from lmsweep import metrics
 
     results = common.Results(common.out_dir() / "bench_score.json",
-                             command=" ".join(["python bench/score.py", *(argv or [])]))
+                             command=" ".join(["python bench/score.py", *(sys.argv[1:] if argv is None else argv)]))
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import torch, transformers, peft, trl, bert_score, sacrebleu"],
                    check=True, env={"PYTHONPATH": ":".join(sys.path)})

@@ -28,7 +28,9 @@ from pathlib import Path
 import common
 
 PARAMETERS = {"llama2_7b": 6.74e9, "mistral_7b": 7.24e9, "phi2": 2.78e9}
-SAMPLED, BEAMS, PROMPTS, STEPS = 10, (2, 4, 6, 8), 200, 313  # 9 sampled configs + the base model's baseline
+# The reference study, per model: 9 sampled configs + the base model's baseline, 4 beam configs, 200 prompts,
+# 313 optimizer steps, two perplexity jobs (base and fine-tuned). bench/dag.py estimates a reduced one.
+STUDY = {"sampled": 10, "beams": (2, 4, 6, 8), "prompts": 200, "steps": 313, "perplexity_jobs": 2}
 PER_EXAMPLE_STREAMS = 0.97  # lmsweep's sampling rate over transformers' own, measured (BENCHMARKS.md)
 WARM_FORK_S = 1.0
 
@@ -50,28 +52,58 @@ def generation_rates(gen: dict, path: str) -> dict:
             "load": first["load_s"]}
 
 
-def model_cost(gen, train, score, new_tokens, path, replicates, start_s, scale, reference) -> dict:
+def model_cost(gen, train, score, new_tokens, path, replicates, start_s, scale, reference, study=STUDY) -> dict:
     rates = generation_rates(gen, path)
+    prompts, beams = study["prompts"], study["beams"]
     bert = next(r["seconds"] for r in score["rows"] if r["step"].startswith("BERTScore") and "first" in r["step"])
     overlap = next(r["seconds"] for r in score["rows"] if r["step"].startswith("BLEU"))
-    sampled_jobs = SAMPLED * replicates
-    generation = sampled_jobs * (rates["warmup"] + PROMPTS * new_tokens / rates["steady"] * scale)
-    generation += replicates * sum(PROMPTS * new_tokens / (rates["beams8"] * 8 / b) * scale for b in BEAMS)
-    jobs = sampled_jobs + replicates * len(BEAMS)
+    sampled_jobs = study["sampled"] * replicates
+    generation = sampled_jobs * (rates["warmup"] + prompts * new_tokens / rates["steady"] * scale)
+    generation += replicates * sum(prompts * new_tokens / (rates["beams8"] * 8 / b) * scale for b in beams)
+    jobs = sampled_jobs + replicates * len(beams)
     # a run that did not record its perplexity time borrows Llama-2-7B's, scaled by parameters
     timed = gen.get("perplexity_s_per_record") or reference["perplexity_s_per_record"]
     per_record = next(v for k, v in timed.items() if k.startswith(path))
     run = {"old": "old", "new": "qlora"}[path]
     step_s = next(r["step_s"] for r in train["rows"] if r["run"] == run)
     return {
-        "training_s": STEPS * step_s * scale,
+        "training_s": study["steps"] * step_s * scale,
         "merge_s": gen.get("merge_adapter_s", 0.0) if path == "new" else 0.0,
         "generation_s": generation,
         "score_s": jobs * (bert + overlap),
-        "perplexity_s": 2 * PROMPTS * per_record * scale,
-        "job_overhead_s": jobs * (start_s + rates["load"]) + jobs * start_s + 2 * (start_s + rates["load"])
-        + start_s * (1 + (path == "new")),
+        "perplexity_s": study["perplexity_jobs"] * prompts * per_record * scale,
+        # generate jobs start and load; score jobs start; perplexity jobs start and load; training (and merge) start
+        "job_overhead_s": jobs * (start_s + rates["load"]) + jobs * start_s
+        + study["perplexity_jobs"] * (start_s + rates["load"]) + start_s * (1 + (path == "new")),
     }
+
+
+def estimate(folder: Path, models, new_tokens: int, replicates: int, path: str, start_s: float,
+             study=STUDY, notes=None) -> dict:
+    """Seconds per part (training, merge, generation, ...) of `study` for `models`, from the benches in `folder`."""
+    score, train = read(folder, "bench_score.json"), read(folder, "bench_train_llama2_7b.json")
+    reference = read(folder, "bench_generate_llama2_7b.json")
+    parts = {}
+    for model in models:
+        params = PARAMETERS[model]
+        gen = read(folder, f"bench_generate_{model}.json")
+        measured = gen is not None and any(r["path"].startswith(path) for r in gen["rows"])
+        scale = 1.0 if measured else params / PARAMETERS["llama2_7b"]
+        if not measured:
+            gen = reference
+            note = f"{model}, {path} path: not measured, scaled from llama2_7b by parameters ({scale:.2f})"
+            if notes is not None and note not in notes:
+                notes.append(note)
+        train_scale = params / PARAMETERS["llama2_7b"]
+        cost = model_cost(gen, train, score, new_tokens, path, replicates, start_s, scale, reference, study)
+        cost["training_s"] *= train_scale / scale
+        for key, value in cost.items():
+            parts[key] = parts.get(key, 0.0) + value
+    return parts
+
+
+def cold_start_s(folder: Path) -> float:
+    return next(r["seconds"] for r in read(folder, "bench_score.json")["rows"] if r["step"].startswith("cold start"))
 
 
 def main(argv=None) -> None:
@@ -79,28 +111,12 @@ def main(argv=None) -> None:
     parser.add_argument("--results", type=Path, default=None, help="folder of bench_*.json (default: OUT)")
     args = parser.parse_args(argv)
     folder = args.results or common.out_dir()
-    score, train = read(folder, "bench_score.json"), read(folder, "bench_train_llama2_7b.json")
-    cold = next(r["seconds"] for r in score["rows"] if r["step"].startswith("cold start"))
-    reference = read(folder, "bench_generate_llama2_7b.json")
+    cold = cold_start_s(folder)
     notes, estimates = [], []
     for new_tokens in (256, 150):
         for replicates in (1, 3):
             for path, start in (("old", cold), ("new", cold), ("new", WARM_FORK_S)):
-                parts = {}
-                for model, params in PARAMETERS.items():
-                    gen = read(folder, f"bench_generate_{model}.json")
-                    measured = gen is not None and any(r["path"].startswith(path) for r in gen["rows"])
-                    scale = 1.0 if measured else params / PARAMETERS["llama2_7b"]
-                    if not measured:
-                        gen = reference
-                        note = f"{model}, {path} path: not measured, scaled from llama2_7b by parameters ({scale:.2f})"
-                        if note not in notes:
-                            notes.append(note)
-                    train_scale = params / PARAMETERS["llama2_7b"]
-                    cost = model_cost(gen, train, score, new_tokens, path, replicates, start, scale, reference)
-                    cost["training_s"] *= train_scale / scale
-                    for key, value in cost.items():
-                        parts[key] = parts.get(key, 0.0) + value
+                parts = estimate(folder, PARAMETERS, new_tokens, replicates, path, start, notes=notes)
                 total = sum(parts.values())
                 estimates.append({"new_tokens": new_tokens, "replicates": replicates, "path": path,
                                   "job_start": "cold" if start == cold else "warm", "gpu_hours": total / 3600,

@@ -22,6 +22,7 @@ writes OUT/bench_train_<shape>.json.
 
 import argparse
 import gc
+import sys
 import time
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def main(argv=None) -> None:
     }
     results = common.Results(common.out_dir() / f"bench_train_{args.shape}.json", shape=args.shape,
                              tokens_per_example=tokens_per_example,
-                             command=" ".join(["python bench/train.py", *(argv or [])]))
+                             command=" ".join(["python bench/train.py", *(sys.argv[1:] if argv is None else argv)]))
     for name, (training, quantization) in runs.items():
         if args.only and name not in args.only:
             continue
