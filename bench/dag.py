@@ -174,7 +174,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     out = common.out_dir()
-    results = common.Results(out / "bench_dag.json", command=" ".join(["python bench/dag.py", *(sys.argv[1:] if argv is None else argv)]))
+    given = sys.argv[1:] if argv is None else argv
+    results = common.Results(out / "bench_dag.json", command=" ".join(["python bench/dag.py", *given]))
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     write_study(args.work, args.shape, args.prompts, args.train, args.new_tokens, args.cpu, args.cold)
