@@ -327,9 +327,9 @@ def build(scores_csv, comparisons_csv, record: dict, out_dir, runs: dict | None 
     doc.table(decoding_table(record))
     doc.bullets(overridden_notes(record))
     if "weights" in scores and scores.weights.notna().any():
-        doc.paragraph("Weights behind the numbers (inference.weights): as trained (the 4-bit base with the adapter "
-                      "beside it) or merged (the adapter merged into the dequantized base, bf16), for the generated "
-                      "answers and for perplexity.")
+        doc.paragraph("Weights behind the numbers (inference.weights): as trained (the base as training saw it, "
+                      "4-bit or full precision, with the adapter beside it) or merged (the adapter merged into the "
+                      "base, dequantized first when it was 4-bit), for the generated answers and for perplexity.")
         doc.table(weights_table(scores))
     doc.paragraph("Metric signatures:")
     signatures = [f"{LABELS.get(k, k)}: `{v}`" for k, v in sorted(record["metric_signatures"].items())]
