@@ -232,3 +232,15 @@ def test_the_generate_step_survives_a_5_mb_record_and_counts_it(tiny_llama, demo
     rows = read_jsonl(tmp_path / "out.jsonl")
     assert rows[0]["id"] == 5000 and rows[0]["prompt_tokens_cut"] > 1000
     assert json.loads((tmp_path / "out.info.json").read_text())["prompts_cut"] == 1
+
+
+def test_free_memory_counts_what_the_allocator_holds_unused(monkeypatch):
+    """The driver counts PyTorch's cached blocks as taken; the batch estimate must not (a second call in a
+    process found 15 prompts at 8 beams where the first found 18, on an H200)."""
+    from lmsweep.generation import free_memory
+
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * gib, 80 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 6 * gib)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 2 * gib)
+    assert free_memory("cuda") == 14 * gib
