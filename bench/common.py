@@ -8,6 +8,7 @@ trained on the benchmark's own text. Random weights rarely emit EOS, so
 generations run to max_new_tokens: every timing is at a fixed length.
 """
 
+import contextlib
 import json
 import os
 import random
@@ -32,6 +33,12 @@ SHAPES = {
     # A few-MB stand-in for running the benchmarks' code on a CPU (tests, a laptop): not a measurement.
     "tiny": ("llama", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
                            intermediate_size=128, vocab_size=1024, max_position_embeddings=1024)),
+    # The same code paths as Mistral (sliding window, grouped key/value heads) and Phi-2 (partial rotary), small.
+    "tiny_mistral": ("mistral", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                     intermediate_size=128, vocab_size=1024, max_position_embeddings=1024,
+                                     sliding_window=4096)),
+    "tiny_phi": ("phi", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                             vocab_size=1024, max_position_embeddings=1024, partial_rotary_factor=0.4)),
 }
 WORDS = ("apple river stone garden copper falcon violet meadow orbit pepper candle cloud lemon piano tiger "
          "window forest rocket silver harbor lantern marble thunder velvet compass glacier saddle").split()
@@ -105,6 +112,23 @@ def random_adapter(base: Path, folder: Path, targets, r: int = 16, seed: int = 0
     model.peft_config["default"].base_model_name_or_path = str(base)
     model.peft_config["default"].save_pretrained(folder)
     return folder
+
+
+@contextlib.contextmanager
+def cudnn_attention():
+    """The old path's attention: PyTorch free to pick cuDNN's kernel (lmsweep before models.attention_kernels)."""
+    import torch
+
+    from lmsweep import models
+
+    keep, was = models.attention_kernels, torch.backends.cuda.cudnn_sdp_enabled()
+    models.attention_kernels = lambda: None
+    torch.backends.cuda.enable_cudnn_sdp(True)
+    try:
+        yield
+    finally:
+        models.attention_kernels = keep
+        torch.backends.cuda.enable_cudnn_sdp(was)
 
 
 class BusyMeter:

@@ -7,7 +7,7 @@ Both paths run lmsweep's own loaders and generate() on the same prompts with the
 
 - old: what lmsweep ran before: the 4-bit base with the LoRA adapter beside it
   (inference.weights: as_trained), 8 prompts per generate() call, transformers'
-  own sampling seeded per batch;
+  own sampling seeded per batch, cuDNN's attention allowed (common.cudnn_attention);
 - new: the adapter merged into the dequantized 4-bit base, plain bf16
   (inference.weights: merged), the batch found for the GPU's free memory
   (generation.batch_size: auto), per-example random streams (lmsweep.sampling);
@@ -33,10 +33,10 @@ SAMPLING = {"do_sample": True, "top_k": 50, "num_beams": 1, "temperature": 0.8}
 
 
 def run_path(results, label, base, adapter, load, merge, prompts, settings_list, batch, old_prompts, device,
-             perplexity_records, library_sampling=False, old_sampling=False, cache="dynamic"):
+             perplexity_records, library_sampling=False, old_sampling=False):
     import torch
 
-    from lmsweep.generation import build_generation_config, generate
+    from lmsweep.generation import generate
     from lmsweep.models import load_for_step
     from lmsweep.perplexity import answer_nll, perplexity
 
@@ -68,10 +68,6 @@ def run_path(results, label, base, adapter, load, merge, prompts, settings_list,
         records = prompts[:old_prompts] if batch != "auto" else prompts
         generate(model, tokenizer, records[:2], {**settings, "max_new_tokens": 4}, 2, seed=1)  # warm-up
         config = None
-        if cache != "dynamic":  # a trial: the key/value cache allocated once at full length, compiled or not
-            config, _ = build_generation_config(settings, tokenizer=tokenizer)
-            config.cache_implementation = "static"
-            config.disable_compile = cache == "static"
         with common.BusyMeter() as meter:
             out = generate(model, tokenizer, records, settings, batch, seed=1, generation_config=config)
         tokens = sum(r["new_tokens"] for r in out)
@@ -115,8 +111,6 @@ def main(argv=None) -> None:
     parser.add_argument("--cpu", action="store_true", help="no GPU: full precision both ways (checks the code)")
     parser.add_argument("--skip-beams", action="store_true")
     parser.add_argument("--skip-old", action="store_true", help="the new path only")
-    parser.add_argument("--cache", default="dynamic", choices=["dynamic", "static", "static-compile"],
-                        help="the new path's key/value cache (a trial; lmsweep generates with the dynamic one)")
     args = parser.parse_args(argv)
 
     from lmsweep.models import LORA_TARGETS
@@ -132,16 +126,18 @@ def main(argv=None) -> None:
     quantization = {"load_in_4bit": not args.cpu, "quant_type": "nf4", "double_quant": True,
                     "compute_dtype": "bfloat16"}
     load = {"revision": None, "trust_remote_code": False, "quantization": quantization}
-    suffix = "" if args.cache == "dynamic" else "_" + args.cache.replace("-", "_")
-    results = common.Results(common.out_dir() / f"bench_generate_{args.shape}{suffix}.json", shape=args.shape,
+    results = common.Results(common.out_dir() / f"bench_generate_{args.shape}.json", shape=args.shape,
                              command=" ".join(["python bench/generate.py", *(sys.argv[1:] if argv is None else argv)]))
     ppl_records = common.records(32, seed=3)
-    old_ppl, old_nll = (None, None) if args.skip_old else run_path(
-        results, "old: 4-bit + adapter, batch 8", base, adapter, load, False, prompts, settings, args.old_batch,
-        2 * args.old_batch, device, ppl_records, old_sampling=True)
-    label = "new: merged bf16, batch auto" + ("" if args.cache == "dynamic" else f", {args.cache} cache")
+    old_ppl, old_nll = None, None
+    if not args.skip_old:
+        with common.cudnn_attention():
+            old_ppl, old_nll = run_path(
+                results, "old: 4-bit + adapter, batch 8", base, adapter, load, False, prompts, settings,
+                args.old_batch, 2 * args.old_batch, device, ppl_records, old_sampling=True)
+    label = "new: merged bf16, batch auto"
     new_ppl, new_nll = run_path(results, label, base, adapter, load, True, prompts,
-                                settings, "auto", None, device, ppl_records, library_sampling=True, cache=args.cache)
+                                settings, "auto", None, device, ppl_records, library_sampling=True)
     if args.skip_old:
         results.path.write_text(__import__("json").dumps(results.data, indent=2, default=str))
         results.table(["path", "config", "prompts", "batch", "tokens_per_s", "ms_per_step", "gpu_busy", "load_s",

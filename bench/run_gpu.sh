@@ -4,7 +4,7 @@
 #   bash bench/run_gpu.sh gen:llama2_7b train:llama2_7b score      # one call (about 9 minutes)
 #   bash bench/run_gpu.sh gen:mistral_7b gen:phi2                  # another
 #   bash bench/run_gpu.sh dag                                      # the reduced study through snakemake
-#   bash bench/run_gpu.sh static:llama2_7b compile:llama2_7b       # trials of a static key/value cache
+#   bash bench/run_gpu.sh decode:llama2_7b decode:mistral_7b@cudnn,dynamic   # a job's first generate() call
 #
 # The packages the machine lacks travel packed in .gpu/site.tar.xz (bench/pack_site.sh; carry .gpu) or as
 # wheels in .whl/ (see BENCHMARKS.md). Each stage writes its JSON to $OUT as it measures, so a call cut at
@@ -35,15 +35,17 @@ for stage in "$@"; do
                     --prompts 200 --new-tokens "${NEW_TOKENS:-128}") ;;
         gen-new:*) (cd bench && timeout "${STAGE_TIMEOUT:-420}" python3 generate.py --shape "${stage#gen-new:}" \
                     --prompts 200 --new-tokens "${NEW_TOKENS:-128}" --skip-old) ;;
-        static:*|compile:*) cache=static; [ "${stage%%:*}" = compile ] && cache=static-compile
-                  (cd bench && timeout "${STAGE_TIMEOUT:-420}" python3 generate.py --shape "${stage#*:}" \
-                    --prompts 200 --new-tokens "${NEW_TOKENS:-128}" --skip-old --skip-beams --cache $cache) ;;
+        decode:*) spec=${stage#decode:}; variants=cudnn,dynamic,static,compile; [ "$spec" != "${spec#*@}" ] && variants=${spec#*@}
+                  (cd bench && timeout "${STAGE_TIMEOUT:-420}" python3 decode.py --shape "${spec%@*}" \
+                    --prompts "${PROMPTS:-200}" --new-tokens "${NEW_TOKENS:-128}" --num-beams "${BEAMS:-1}" \
+                    --variants "$variants") ;;
         train:*) (cd bench && timeout "${STAGE_TIMEOUT:-420}" python3 train.py --shape "${stage#train:}" \
                     --steps "${STEPS:-6}") ;;
         score) (cd bench && timeout "${STAGE_TIMEOUT:-420}" python3 score.py --pairs 200) ;;
         study) (cd bench && python3 study.py) ;;
-        dag) (cd bench && timeout "${STAGE_TIMEOUT:-560}" python3 dag.py --results results/h200-2026-11-29 \
+        dag) (cd bench && timeout "${STAGE_TIMEOUT:-560}" python3 dag.py --results results/h200-2026-11-29 results/h200-2026-11-29-decode \
                     --new-tokens "${NEW_TOKENS:-150}" --timeout $(( ${STAGE_TIMEOUT:-560} - 90 ))) ;;
+        syncs) (cd bench && timeout "${STAGE_TIMEOUT:-420}" python3 syncs.py) ;;
         warm) timeout 300 python3 tests/gpu/warm_cuda_check.py ;;
         *) echo "unknown stage $stage" ;;
     esac 2>&1 | grep --line-buffered -v -E "it/s\]|s/it\]|Warning|warn\(" | tee -a "$log" | tail -40

@@ -8,7 +8,7 @@ projection), on the same Alpaca-like records with the same seed, 16 examples
 per optimizer step:
 
 - old: QLoRA as lmsweep ran it: 4-bit base, 4 examples x 4 accumulation steps,
-  padded batches, activation checkpointing, paged 8-bit AdamW;
+  padded batches, activation checkpointing, paged 8-bit AdamW, cuDNN's attention allowed;
 - bf16: the base in bf16 (a GPU that holds it), 16 examples in one
   padding-free batch, no activation checkpointing, fused AdamW;
 - bf16_padded: the same with padded batches (what padding-free buys);
@@ -21,6 +21,7 @@ writes OUT/bench_train_<shape>.json.
 """
 
 import argparse
+import contextlib
 import gc
 import sys
 import time
@@ -104,7 +105,8 @@ def main(argv=None) -> None:
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         started = time.perf_counter()
-        with common.BusyMeter() as meter:
+        old_attention = common.cudnn_attention() if name == "old" else contextlib.nullcontext()
+        with old_attention, common.BusyMeter() as meter:
             info = train.finetune(
                 args.work / "train.jsonl", str(base), folder / "adapter", folder / "train_log.csv",
                 folder / "checkpoints", model_name=args.shape, lora=lora, training={**common_training, **training},

@@ -111,6 +111,23 @@ def test_resolve_device_without_cuda():
     assert models.resolve_device("cpu") == "cpu"
     with pytest.raises(ModelSetupError, match="device: auto"):
         models.resolve_device("cuda")
+    assert torch.backends.cuda.cudnn_sdp_enabled(), "a CPU job leaves the CUDA attention settings alone"
+
+
+def test_a_cuda_job_leaves_cudnn_attention_out(monkeypatch):
+    """cuDNN's attention plans each new shape anew: a generate job's call ran at 1,880 tokens/s with it against
+    3,936 without, on an H200 (BENCHMARKS.md). Every GPU step resolves its device through here."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    was = torch.backends.cuda.cudnn_sdp_enabled()
+    try:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        assert models.resolve_device("auto") == "cuda"
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(was)
 
 
 # --- tokenizer -----------------------------------------------------------------------------------------------

@@ -61,13 +61,36 @@ def lora_targets(model_type: str, explicit=None, model: str = "") -> list:
 
 
 def resolve_device(requested: str = "auto") -> str:
+    """The device a step runs on; on CUDA, with attention kernels that need no planning (attention_kernels)."""
     import torch
 
     if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
         raise ModelSetupError("device: cuda was asked for, but torch sees no CUDA device; set device: auto")
+    if requested == "cuda":
+        attention_kernels()
     return requested
+
+
+def attention_kernels() -> None:
+    """Leave cuDNN out of PyTorch's scaled_dot_product_attention in this process; flash and efficient remain.
+
+    cuDNN's attention builds an execution graph for every new shape before it
+    runs it (hundreds of ms). Decoding with a growing key/value cache meets a
+    new key length at every step, and padded training, perplexity and
+    BERTScore batches a new length at nearly every batch, so a fresh job
+    process spent more of its time planning than computing: on an H200 a
+    generate job's generate() call (Llama-2-7B shape, 200 prompts) ran at
+    1,880 tokens/s with cuDNN and 3,936 without it, the GPU busy 35% and 83%
+    (BENCHMARKS.md, bench/decode.py). The flash and memory-efficient kernels
+    need no planning. Once every length is planned cuDNN's kernel is faster
+    (5,099 tokens/s in a second call), which a job that runs one call never
+    reaches.
+    """
+    import torch
+
+    torch.backends.cuda.enable_cudnn_sdp(False)
 
 
 def check_quantization(load_in_4bit: bool, device: str, model: str) -> None:
