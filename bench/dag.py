@@ -167,7 +167,8 @@ def main(argv=None) -> None:
     parser.add_argument("--train", type=int, default=400, help="training records (400 = 25 steps of 16)")
     parser.add_argument("--new-tokens", type=int, default=150)
     parser.add_argument("--work", type=Path, default=Path("/tmp/lmsweep-dag"))
-    parser.add_argument("--results", type=Path, default=None, help="folder of the other benches' JSON (estimate)")
+    parser.add_argument("--results", type=Path, nargs="+", default=None,
+                        help="folders of the other benches' JSON, for the estimate (bench/study.py --results)")
     parser.add_argument("--cpu", action="store_true", help="no GPU: 4-bit off, MiniLM for BERTScore")
     parser.add_argument("--cold", action="store_true", help="warm_start: false (every job its own process)")
     parser.add_argument("--timeout", type=int, default=540, help="seconds before snakemake is stopped")

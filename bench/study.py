@@ -10,13 +10,17 @@ model. Every job pays its start: a cold Python process importing torch,
 transformers, peft, trl and bert-score (measured), or a fork of the warm
 server (warm_start: true). From the measurements:
 
-- sampled configs: a job's first generate() call runs slower than later ones
-  (the caching allocator and cuBLAS meet each new shape once); the measured
-  first call gives a fixed warm-up per job, and the steady rate comes from
-  the second call (transformers' own sampling; lmsweep's per-example streams
-  measured at 97% of it, BENCHMARKS.md);
-- beam configs: the measured num_beams 8 rate, scaled by the number of beams;
+- sampled configs: a generate job is a fresh process whose first generate()
+  call is all it runs; bench/decode.py measures that call and a second one in
+  the same process (variant dynamic, lmsweep's path): the second gives the
+  steady rate, the first's extra time a fixed warm-up per job. Without a
+  decode measurement, bench/generate.py's first call and its second call
+  with transformers' own sampling (lmsweep's per-example streams measured at
+  97% of it) stand in;
+- beam configs: the num_beams 8 rate (bench/decode.py's first call where
+  measured, else bench/generate.py's), scaled by the number of beams;
 - a shape not measured is scaled from Llama-2-7B by its parameter count.
+--results takes several folders: a file in more than one is read from the last.
 Written at 256 and 150 new tokens, one seed replicate (the reference study)
 and three (config.yaml's generation.replicates, sampled configs only).
 """
@@ -32,28 +36,49 @@ PARAMETERS = {"llama2_7b": 6.74e9, "mistral_7b": 7.24e9, "phi2": 2.78e9}
 # 313 optimizer steps, two perplexity jobs (base and fine-tuned). bench/dag.py estimates a reduced one.
 STUDY = {"sampled": 10, "beams": (2, 4, 6, 8), "prompts": 200, "steps": 313, "perplexity_jobs": 2}
 PER_EXAMPLE_STREAMS = 0.97  # lmsweep's sampling rate over transformers' own, measured (BENCHMARKS.md)
-WARM_FORK_S = 1.0
+# A warm job's start: its wall time less the script's load and work, 0.36-0.51 s for the generate jobs of
+# bench/dag.py's GPU run (bench/results/h200-2026-11-29-dag2); the model's load is counted apart.
+WARM_FORK_S = 0.5
 
 
-def read(folder: Path, name: str):
-    path = folder / name
-    return json.loads(path.read_text()) if path.exists() else None
+def read(folders, name: str):
+    """bench JSON `name` from the last of `folders` (one folder or several) that has it; None if none does."""
+    found = None
+    for folder in [folders] if isinstance(folders, (str, Path)) else folders:
+        path = Path(folder) / name
+        if path.exists():
+            found = json.loads(path.read_text())
+    return found
 
 
-def generation_rates(gen: dict, path: str) -> dict:
+def decode_calls(decode: dict | None) -> dict:
+    """{call number: row} of bench/decode.py's lmsweep path (variant dynamic), {} without a measurement."""
+    if decode is None:
+        return {}
+    return {r["call"]: r for r in decode["rows"] if r.get("variant") == "dynamic" and isinstance(r.get("call"), int)}
+
+
+def generation_rates(gen: dict, path: str, decode: dict | None = None, decode_beams: dict | None = None) -> dict:
     rows = {r["config"]: r for r in gen["rows"] if r["path"].startswith(path)}
     first = rows["baseline"]
-    if path == "new" and gen.get("library_sampling_tokens_per_s"):
+    beams8 = rows["num_beams_8"]["tokens_per_s"]
+    calls, beam_calls = decode_calls(decode), decode_calls(decode_beams)
+    if path == "new" and 1 in calls and 2 in calls:  # a fresh process's first call, and its second
+        steady = calls[2]["tokens_per_s"]
+        warmup = max(0.0, calls[1]["seconds"] - calls[1]["new_tokens"] / steady)
+    elif path == "new" and gen.get("library_sampling_tokens_per_s"):
         steady = gen["library_sampling_tokens_per_s"] * PER_EXAMPLE_STREAMS
         warmup = max(0.0, first["seconds"] - first["new_tokens"] / steady)
     else:  # the old path ran 2 batches of 8: its rate is flat from batch to batch
         steady, warmup = first["tokens_per_s"], 0.0
-    return {"steady": steady, "warmup": warmup, "beams8": rows["num_beams_8"]["tokens_per_s"],
-            "load": first["load_s"]}
+    if path == "new" and 1 in beam_calls:
+        beams8 = beam_calls[1]["tokens_per_s"]
+    return {"steady": steady, "warmup": warmup, "beams8": beams8, "load": first["load_s"]}
 
 
-def model_cost(gen, train, score, new_tokens, path, replicates, start_s, scale, reference, study=STUDY) -> dict:
-    rates = generation_rates(gen, path)
+def model_cost(gen, train, score, new_tokens, path, replicates, start_s, scale, reference, study=STUDY,
+               decode=None, decode_beams=None) -> dict:
+    rates = generation_rates(gen, path, decode, decode_beams)
     prompts, beams = study["prompts"], study["beams"]
     bert = next(r["seconds"] for r in score["rows"] if r["step"].startswith("BERTScore") and "first" in r["step"])
     overlap = next(r["seconds"] for r in score["rows"] if r["step"].startswith("BLEU"))
@@ -78,51 +103,63 @@ def model_cost(gen, train, score, new_tokens, path, replicates, start_s, scale, 
     }
 
 
-def estimate(folder: Path, models, new_tokens: int, replicates: int, path: str, start_s: float,
+def estimate(folders, models, new_tokens: int, replicates: int, path: str, start_s: float,
              study=STUDY, notes=None) -> dict:
-    """Seconds per part (training, merge, generation, ...) of `study` for `models`, from the benches in `folder`."""
-    score, train = read(folder, "bench_score.json"), read(folder, "bench_train_llama2_7b.json")
-    reference = read(folder, "bench_generate_llama2_7b.json")
+    """Seconds per part (training, merge, generation, ...) of `study` for `models`, from the benches in `folders`."""
+    score, train = read(folders, "bench_score.json"), read(folders, "bench_train_llama2_7b.json")
+    reference = read(folders, "bench_generate_llama2_7b.json")
     parts = {}
     for model in models:
         params = PARAMETERS[model]
-        gen = read(folder, f"bench_generate_{model}.json")
+        gen = read(folders, f"bench_generate_{model}.json")
         measured = gen is not None and any(r["path"].startswith(path) for r in gen["rows"])
         scale = 1.0 if measured else params / PARAMETERS["llama2_7b"]
+        decode = read(folders, f"bench_decode_{model}.json")
+        decode_beams = read(folders, f"bench_decode_{model}_beams8.json")
         if not measured:
             gen = reference
             note = f"{model}, {path} path: not measured, scaled from llama2_7b by parameters ({scale:.2f})"
             if notes is not None and note not in notes:
                 notes.append(note)
+            if decode is None:
+                decode, decode_beams = (read(folders, f"bench_decode_llama2_7b{s}.json") for s in ("", "_beams8"))
+        if path == "new" and notes is not None:
+            for what, found in (("sampled configs", decode), ("num_beams 8", decode_beams)):
+                note = (f"{model}, {what}: " + ("bench/decode.py (a fresh process's first call)" if found
+                                                 else "bench/generate.py (no bench/decode.py measurement)"))
+                if note not in notes:
+                    notes.append(note)
         train_scale = params / PARAMETERS["llama2_7b"]
-        cost = model_cost(gen, train, score, new_tokens, path, replicates, start_s, scale, reference, study)
+        cost = model_cost(gen, train, score, new_tokens, path, replicates, start_s, scale, reference, study,
+                          decode, decode_beams)
         cost["training_s"] *= train_scale / scale
         for key, value in cost.items():
             parts[key] = parts.get(key, 0.0) + value
     return parts
 
 
-def cold_start_s(folder: Path) -> float:
-    return next(r["seconds"] for r in read(folder, "bench_score.json")["rows"] if r["step"].startswith("cold start"))
+def cold_start_s(folders) -> float:
+    return next(r["seconds"] for r in read(folders, "bench_score.json")["rows"] if r["step"].startswith("cold start"))
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", type=Path, default=None, help="folder of bench_*.json (default: OUT)")
+    parser.add_argument("--results", type=Path, nargs="+", default=None,
+                        help="folders of bench_*.json; a file in several is read from the last one (default: OUT)")
     args = parser.parse_args(argv)
-    folder = args.results or common.out_dir()
-    cold = cold_start_s(folder)
+    folders = args.results or [common.out_dir()]
+    cold = cold_start_s(folders)
     notes, estimates = [], []
     for new_tokens in (256, 150):
         for replicates in (1, 3):
             for path, start in (("old", cold), ("new", cold), ("new", WARM_FORK_S)):
-                parts = estimate(folder, PARAMETERS, new_tokens, replicates, path, start, notes=notes)
+                parts = estimate(folders, PARAMETERS, new_tokens, replicates, path, start, notes=notes)
                 total = sum(parts.values())
                 estimates.append({"new_tokens": new_tokens, "replicates": replicates, "path": path,
                                   "job_start": "cold" if start == cold else "warm", "gpu_hours": total / 3600,
                                   **{k: v / 60 for k, v in parts.items()},
                                   "overhead_share": parts["job_overhead_s"] / total})
-    (folder / "bench_study.json").write_text(json.dumps({"estimates": estimates, "notes": notes}, indent=2))
+    (common.out_dir() / "bench_study.json").write_text(json.dumps({"estimates": estimates, "notes": notes}, indent=2))
     columns = ["new_tokens", "replicates", "path", "job_start", "gpu_hours", "training_s", "merge_s", "generation_s",
                "score_s", "perplexity_s", "job_overhead_s", "overhead_share"]
     print("GPU-hours in total; the parts in minutes")

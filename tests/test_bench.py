@@ -1,4 +1,8 @@
-"""The benches' own code on a CPU: bench/decode.py."""
+"""The benches' own code on a CPU: the study estimate from the committed H200 results, and bench/decode.py.
+
+BENCHMARKS.md quotes bench/study.py over bench/results/; if the estimate's code or the raw results change,
+the numbers there must change with them.
+"""
 
 import json
 import os
@@ -6,7 +10,49 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
+RESULTS = [BENCH / "results" / "h200-2026-11-29", BENCH / "results" / "h200-2026-11-29-decode"]
+
+
+@pytest.fixture(scope="module")
+def study():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import study
+
+        yield study
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def gpu_hours(study, folders, new_tokens, start_s):
+    return sum(study.estimate(folders, study.PARAMETERS, new_tokens, 1, "new", start_s).values()) / 3600
+
+
+def test_the_study_estimate_in_benchmarks_md_comes_from_the_committed_results(study):
+    assert gpu_hours(study, RESULTS, 256, study.WARM_FORK_S) == pytest.approx(0.65, abs=0.005)
+    assert gpu_hours(study, RESULTS, 150, study.WARM_FORK_S) == pytest.approx(0.49, abs=0.005)
+    cold = study.cold_start_s(RESULTS)
+    assert gpu_hours(study, RESULTS, 256, cold) == pytest.approx(1.15, abs=0.005)
+    old = sum(study.estimate(RESULTS, study.PARAMETERS, 256, 1, "old", cold).values()) / 3600
+    assert old == pytest.approx(13.87, abs=0.005)
+    # the estimate of the day before the attention change: the earlier results alone, 1 s warm starts
+    assert gpu_hours(study, RESULTS[:1], 256, 1.0) == pytest.approx(0.76, abs=0.005)
+
+
+def test_a_decode_measurement_sets_the_sampled_rate_and_the_warmup(study):
+    gen = json.loads((RESULTS[0] / "bench_generate_llama2_7b.json").read_text())
+    decode = {"rows": [
+        {"variant": "cudnn", "call": 1, "seconds": 99.0, "new_tokens": 1000, "tokens_per_s": 1.0},
+        {"variant": "dynamic", "call": 1, "seconds": 3.0, "new_tokens": 2000, "tokens_per_s": 666.7},
+        {"variant": "dynamic", "call": 2, "seconds": 2.0, "new_tokens": 2000, "tokens_per_s": 1000.0},
+    ]}
+    rates = study.generation_rates(gen, "new", decode)
+    assert rates["steady"] == 1000.0 and rates["warmup"] == pytest.approx(1.0)
+    without = study.generation_rates(gen, "new")
+    assert without["steady"] == pytest.approx(gen["library_sampling_tokens_per_s"] * study.PER_EXAMPLE_STREAMS)
 
 
 def test_bench_decode_runs_each_variant_in_its_own_process(tmp_path):
