@@ -67,16 +67,15 @@ def run_path(results, label, base, adapter, load, merge, prompts, settings_list,
     for name, settings in settings_list:
         records = prompts[:old_prompts] if batch != "auto" else prompts
         generate(model, tokenizer, records[:2], {**settings, "max_new_tokens": 4}, 2, seed=1)  # warm-up
-        config = None
         with common.BusyMeter() as meter:
-            out = generate(model, tokenizer, records, settings, batch, seed=1, generation_config=config)
+            out = generate(model, tokenizer, records, settings, batch, seed=1)
         tokens = sum(r["new_tokens"] for r in out)
         if library_sampling and name == "baseline":
             # What the per-example random streams cost: the same batch with transformers' own sampling.
             sampling.per_example_possible = lambda config: False
             try:
                 with common.BusyMeter() as plain:
-                    generate(model, tokenizer, records, settings, batch, seed=1, generation_config=config)
+                    generate(model, tokenizer, records, settings, batch, seed=1)
             finally:
                 sampling.per_example_possible = possible
             results.data["library_sampling_tokens_per_s"] = tokens / plain.seconds

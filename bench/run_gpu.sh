@@ -35,15 +35,17 @@ for stage in "$@"; do
                     --prompts 200 --new-tokens "${NEW_TOKENS:-128}") ;;
         gen-new:*) (cd bench && timeout "${STAGE_TIMEOUT:-420}" python3 generate.py --shape "${stage#gen-new:}" \
                     --prompts 200 --new-tokens "${NEW_TOKENS:-128}" --skip-old) ;;
-        decode:*) spec=${stage#decode:}; variants=cudnn,dynamic,static,compile; [ "$spec" != "${spec#*@}" ] && variants=${spec#*@}
+        decode:*) spec=${stage#decode:}; variants=cudnn,dynamic,static,compile  # decode:SHAPE@VARIANTS picks some
+                  [ "$spec" != "${spec#*@}" ] && variants=${spec#*@}
                   (cd bench && timeout "${STAGE_TIMEOUT:-420}" python3 decode.py --shape "${spec%@*}" \
                     --prompts "${PROMPTS:-200}" --new-tokens "${NEW_TOKENS:-128}" --num-beams "${BEAMS:-1}" \
                     --variants "$variants") ;;
         train:*) (cd bench && timeout "${STAGE_TIMEOUT:-420}" python3 train.py --shape "${stage#train:}" \
                     --steps "${STEPS:-6}") ;;
         score) (cd bench && timeout "${STAGE_TIMEOUT:-420}" python3 score.py --pairs 200) ;;
-        study) (cd bench && python3 study.py) ;;
-        dag) (cd bench && timeout "${STAGE_TIMEOUT:-560}" python3 dag.py --results results/h200-2026-11-29 results/h200-2026-11-29-decode \
+        study) (cd bench && python3 study.py --results results/h200-2026-11-29 results/h200-2026-11-29-decode) ;;
+        dag) (cd bench && timeout "${STAGE_TIMEOUT:-560}" python3 dag.py \
+                    --results results/h200-2026-11-29 results/h200-2026-11-29-decode \
                     --new-tokens "${NEW_TOKENS:-150}" --timeout $(( ${STAGE_TIMEOUT:-560} - 90 ))) ;;
         syncs) (cd bench && timeout "${STAGE_TIMEOUT:-420}" python3 syncs.py) ;;
         warm) timeout 300 python3 tests/gpu/warm_cuda_check.py ;;

@@ -52,10 +52,13 @@ def read(folders, name: str):
 
 
 def decode_calls(decode: dict | None) -> dict:
-    """{call number: row} of bench/decode.py's lmsweep path (variant dynamic), {} without a measurement."""
-    if decode is None:
-        return {}
-    return {r["call"]: r for r in decode["rows"] if r.get("variant") == "dynamic" and isinstance(r.get("call"), int)}
+    """{call number: row} of bench/decode.py's lmsweep path (variant dynamic; its first process if it ran in
+    several), {} without a measurement."""
+    calls = {}
+    for r in (decode or {}).get("rows", []):
+        if r.get("variant") == "dynamic" and isinstance(r.get("call"), int):
+            calls.setdefault(r["call"], r)
+    return calls
 
 
 def generation_rates(gen: dict, path: str, decode: dict | None = None, decode_beams: dict | None = None) -> dict:
@@ -114,19 +117,19 @@ def estimate(folders, models, new_tokens: int, replicates: int, path: str, start
         gen = read(folders, f"bench_generate_{model}.json")
         measured = gen is not None and any(r["path"].startswith(path) for r in gen["rows"])
         scale = 1.0 if measured else params / PARAMETERS["llama2_7b"]
-        decode = read(folders, f"bench_decode_{model}.json")
-        decode_beams = read(folders, f"bench_decode_{model}_beams8.json")
+        # A model's rates come from its own measurements, or all from Llama-2-7B's, scaled (never a mix).
+        source = model if measured else "llama2_7b"
+        decode = read(folders, f"bench_decode_{source}.json")
+        decode_beams = read(folders, f"bench_decode_{source}_beams8.json")
         if not measured:
             gen = reference
             note = f"{model}, {path} path: not measured, scaled from llama2_7b by parameters ({scale:.2f})"
             if notes is not None and note not in notes:
                 notes.append(note)
-            if decode is None:
-                decode, decode_beams = (read(folders, f"bench_decode_llama2_7b{s}.json") for s in ("", "_beams8"))
         if path == "new" and notes is not None:
             for what, found in (("sampled configs", decode), ("num_beams 8", decode_beams)):
-                note = (f"{model}, {what}: " + ("bench/decode.py (a fresh process's first call)" if found
-                                                 else "bench/generate.py (no bench/decode.py measurement)"))
+                note = (f"{model}, {what}: " + (f"{source}'s bench/decode.py (a fresh process's first call)" if found
+                                                 else f"{source}'s bench/generate.py (no bench/decode.py measurement)"))
                 if note not in notes:
                     notes.append(note)
         train_scale = params / PARAMETERS["llama2_7b"]
@@ -159,6 +162,7 @@ def main(argv=None) -> None:
                                   "job_start": "cold" if start == cold else "warm", "gpu_hours": total / 3600,
                                   **{k: v / 60 for k, v in parts.items()},
                                   "overhead_share": parts["job_overhead_s"] / total})
+    common.out_dir().mkdir(parents=True, exist_ok=True)
     (common.out_dir() / "bench_study.json").write_text(json.dumps({"estimates": estimates, "notes": notes}, indent=2))
     columns = ["new_tokens", "replicates", "path", "job_start", "gpu_hours", "training_s", "merge_s", "generation_s",
                "score_s", "perplexity_s", "job_overhead_s", "overhead_share"]

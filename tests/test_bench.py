@@ -55,10 +55,33 @@ def test_a_decode_measurement_sets_the_sampled_rate_and_the_warmup(study):
     assert without["steady"] == pytest.approx(gen["library_sampling_tokens_per_s"] * study.PER_EXAMPLE_STREAMS)
 
 
+def test_results_folders_given_later_win_and_an_unmeasured_model_borrows_all_of_llamas_rates(study, tmp_path):
+    early, late = tmp_path / "early", tmp_path / "late"
+    for folder, value in ((early, 1), (late, 2)):
+        folder.mkdir()
+        (folder / "x.json").write_text(json.dumps({"v": value}))
+    (early / "only_early.json").write_text(json.dumps({"v": 3}))
+    assert study.read([early, late], "x.json") == {"v": 2}
+    assert study.read([early, late], "only_early.json") == {"v": 3}
+    assert study.read(early, "missing.json") is None
+    # Phi-2 without its own generate bench: Llama-2-7B's rates, decode included, scaled by parameters
+    import shutil
+
+    partial = tmp_path / "partial"
+    shutil.copytree(RESULTS[0], partial)
+    (partial / "bench_generate_phi2.json").unlink()
+    llama = study.estimate(RESULTS, ["llama2_7b"], 256, 1, "new", 0.5)["generation_s"]
+    notes = []
+    phi = study.estimate([partial, RESULTS[1]], ["phi2"], 256, 1, "new", 0.5, notes=notes)["generation_s"]
+    # (the per-job warm-up is not scaled)
+    assert phi == pytest.approx(llama * study.PARAMETERS["phi2"] / study.PARAMETERS["llama2_7b"], rel=0.005)
+    assert any(n.startswith("phi2, sampled configs: llama2_7b's bench/decode.py") for n in notes), notes
+
+
 def test_bench_decode_runs_each_variant_in_its_own_process(tmp_path):
     result = subprocess.run(
         [sys.executable, "decode.py", "--shape", "tiny", "--cpu", "--prompts", "6", "--new-tokens", "4",
-         "--variants", "cudnn,dynamic", "--profile", "dynamic", "--work", str(tmp_path / "models")],
+         "--variants", "cudnn,dynamic", "--profile", "dynamic", "--work", str(tmp_path / "models"), "--timeout", "500"],
         cwd=BENCH, env={**os.environ, "OUT": str(tmp_path / "out")}, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

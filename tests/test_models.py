@@ -107,11 +107,16 @@ def test_resolve_device_without_cuda():
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    assert models.resolve_device("auto") == "cpu"
-    assert models.resolve_device("cpu") == "cpu"
-    with pytest.raises(ModelSetupError, match="device: auto"):
-        models.resolve_device("cuda")
-    assert torch.backends.cuda.cudnn_sdp_enabled(), "a CPU job leaves the CUDA attention settings alone"
+    was = torch.backends.cuda.cudnn_sdp_enabled()
+    torch.backends.cuda.enable_cudnn_sdp(True)
+    try:
+        assert models.resolve_device("auto") == "cpu"
+        assert models.resolve_device("cpu") == "cpu"
+        with pytest.raises(ModelSetupError, match="device: auto"):
+            models.resolve_device("cuda")
+        assert torch.backends.cuda.cudnn_sdp_enabled(), "a CPU job leaves the CUDA attention settings alone"
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(was)
 
 
 def test_a_cuda_job_leaves_cudnn_attention_out(monkeypatch):
