@@ -90,3 +90,14 @@ def test_bench_decode_runs_each_variant_in_its_own_process(tmp_path):
     calls = {(r["variant"], r["call"], r["process"]) for r in rows}
     assert calls == {("cudnn", 1, 1), ("cudnn", 2, 1), ("dynamic", 1, 2), ("dynamic", 2, 2), ("dynamic", "profile", 2)}
     assert all(r["new_tokens"] == 6 * 4 for r in rows if isinstance(r["call"], int))
+
+
+def test_bench_sampler_times_the_sampler_before_and_after_its_fix(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "sampler.py", "--rows", "4", "--vocab", "64,100", "--repeats", "2", "--rounds", "2",
+         "--out", str(tmp_path)], cwd=BENCH, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = json.loads((tmp_path / "bench_sampler.json").read_text())["results"]
+    assert [(r["device"], r["vocab"], r["steps"]) for r in rows] == [("cpu", 64, 4), ("cpu", 100, 4)]
+    assert all(r["before_ms"] > 0 and r["after_ms"] > 0 for r in rows)

@@ -15,7 +15,10 @@ multinomial then has one token left to pick. Each example's stream is keyed by
 The stream is counter-based: the uniform for (example, step, token) is a hash
 of the three (murmur3's 32-bit finalizer, in integer tensor operations), so a
 whole batch's noise is a few vectorized operations, and it is the same on a
-CPU and a GPU. One torch.Generator per row, the obvious alternative, made
+CPU and a GPU. Each uniform lies strictly inside (0, 1) (to_uniform), so the
+noise is finite, from -2.81 to 16.64: a token the warpers removed (-inf) is
+never drawn, and one whose warped logit lies more than 19.4 below the best
+one's (a probability below 4e-9 of the best's) is never drawn either. One torch.Generator per row, the obvious alternative, made
 generation 2.6 times slower at 200 rows on an H200 (one launch per row and
 step; BENCHMARKS.md).
 
@@ -74,14 +77,35 @@ def mix32(x):
     return x ^ (x >> 16)
 
 
+# Bits of a 32-bit hash kept for a uniform. float32 holds k + 0.5 exactly for every k below 2**23 (24
+# significant bits), so (k + 0.5) / 2**23 lies in [2**-24, 1 - 2**-24]: never 0 nor 1, whatever the hash.
+# With 24 bits, (2**24 - 1) + 0.5 rounded to 2**24 and u was 1.0 in vocab / 2**24 of the steps: an
+# infinite Gumbel draw that won whatever its token's probability, 0.19% of Llama-2's steps (issue 17).
+UNIFORM_BITS = 23
+
+
+def to_uniform(hashes):
+    """U(0, 1) float32 from 32-bit hash values (int64 tensor): strictly inside (0, 1) for every input."""
+    import torch
+
+    bits = hashes >> (32 - UNIFORM_BITS)
+    return (bits.to(torch.float32) + 0.5) * (1.0 / (1 << UNIFORM_BITS))
+
+
+def gumbel(u):
+    """Standard Gumbel noise -log(-log(u)); finite for every u to_uniform gives (from -2.81 to 16.64)."""
+    import torch
+
+    return -torch.log(-torch.log(u))
+
+
 def uniforms(keys, step: int, vocab: int, device):
-    """U(0, 1) float32 of shape (rows, vocab): one value per (row key, step, token), 24 bits each."""
+    """U(0, 1) float32 of shape (rows, vocab): one value per (row key, step, token), 23 bits each."""
     import torch
 
     row = mix32(keys ^ mix32(torch.full_like(keys, (step * 0x9E3779B9) & _M32)))
     token = mix32(torch.arange(vocab, dtype=torch.int64, device=device))
-    bits = mix32(row[:, None] ^ token[None, :]) >> 8
-    return (bits.to(torch.float32) + 0.5) / float(1 << 24)
+    return to_uniform(mix32(row[:, None] ^ token[None, :]))
 
 
 class PerExampleSampler:
@@ -107,8 +131,9 @@ class PerExampleSampler:
             raise RuntimeError(f"PerExampleSampler has {have} streams for {scores.shape[0]} rows")
         for warper in self.warpers:
             scores = warper(input_ids, scores)
-        gumbel = -torch.log(-torch.log(uniforms(self.keys, self.step, scores.shape[1], scores.device)))
+        noise = gumbel(uniforms(self.keys, self.step, scores.shape[1], scores.device))
         self.step += 1
-        choice = (scores.float() + gumbel).argmax(dim=-1, keepdim=True)
+        # A token the warpers removed has -inf, and -inf + finite noise stays -inf: it is never chosen.
+        choice = (scores.float() + noise).argmax(dim=-1, keepdim=True)
         out = torch.full_like(scores, float("-inf"))
         return out.scatter_(1, choice, 0.0)
