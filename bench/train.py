@@ -77,7 +77,7 @@ def main(argv=None) -> None:
     data = common.records(16 * args.steps + 16, seed=4)
     write_jsonl(args.work / "train.jsonl", data)
     tokenizer = load_tokenizer(str(base))
-    tokens_per_example = sum(len(encode(tokenizer, r)[0]) for r in data) / len(data)
+    tokens_per_example = sum(len(encode(tokenizer, r).ids) for r in data) / len(data)
     lora = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": None, "modules_to_save": []}
     common_training = {"epochs": 1, "max_steps": args.steps, "learning_rate": 2e-4, "lr_scheduler": "constant",
                        "warmup": 0, "weight_decay": 0.0, "max_length": 512, "logging_steps": 1, "save_steps": 10000}

@@ -27,46 +27,44 @@ def run(
     model, tokenizer, device = load_for_step(base_model, adapter, load, device, threads, seed,
                                              name=(labels or {}).get("model", ""),
                                              merge=load.get("inference") == "merged")
+    from dataclasses import asdict
+
     import pandas as pd
 
     from lmsweep.files import atomic_path, library_versions, read_jsonl, write_json
-    from lmsweep.models import inference_path
     from lmsweep.generation import context_length
-    from lmsweep.perplexity import answer_nll, bits_per_byte, count_bytes, count_words, encode, perplexity
-    from lmsweep.perplexity import word_perplexity
+    from lmsweep.models import inference_path
+    from lmsweep.perplexity import SIGNATURES, answer_nll, bits_per_byte, perplexity, word_perplexity
 
     records = read_jsonl(test_path)
     context = context_length(model)
-    per_example = answer_nll(model, tokenizer, records, batch_size, max_tokens=context)
-    cut = [encode(tokenizer, r, context)[2] for r in records]
-    table = pd.DataFrame({
-        "id": [r["id"] for r in records],
-        "nll": [n for n, _ in per_example],
-        "tokens": [t for _, t in per_example],
-        "bytes": [count_bytes(r["output"]) for r in records],
-        "words": [count_words(r["output"]) for r in records],
-        "tokens_cut": cut,
-    })
+    scored = answer_nll(model, tokenizer, records, batch_size, max_tokens=context)
+    table = pd.DataFrame([{"id": r["id"], **asdict(s)} for r, s in zip(records, scored)])
     with atomic_path(per_example_path) as tmp:
         table.to_csv(tmp, index=False)
-    if any(cut):
-        print(f"{sum(1 for c in cut if c)} of {len(records)} examples were longer than the model's context of "
-              f"{context} tokens: their prompts were cut from the start (tokens_cut in {per_example_path})")
+    prompts_cut = int((table.prompt_tokens_cut > 0).sum())
+    answers_cut = int((table.bytes_cut > 0).sum())
+    if prompts_cut:
+        print(f"{prompts_cut} of {len(records)} examples were longer than the model's context of {context} tokens: "
+              f"their prompts were cut from the start (prompt_tokens_cut in {per_example_path})")
+    if answers_cut:
+        print(f"warning: {answers_cut} of {len(records)} reference answers are longer than the model's context of "
+              f"{context} tokens on their own: only their first {int(table.bytes.sum())} of "
+              f"{int(table.bytes.sum() + table.bytes_cut.sum())} bytes are scored, and bits per byte and word "
+              f"perplexity count only those (bytes_cut in {per_example_path})")
     result = {
         **(labels or {}),
-        "perplexity": perplexity(per_example),
-        "bits_per_byte": bits_per_byte(table.nll, table.bytes),
-        "word_perplexity": word_perplexity(table.nll, table.words),
+        "perplexity": perplexity(table.nll, table.tokens),
+        "bits_per_byte": bits_per_byte(table.nll_text, table.bytes),
+        "word_perplexity": word_perplexity(table.nll_text, table.words),
         "answer_tokens": int(table.tokens.sum()),
         "answer_bytes": int(table.bytes.sum()),
         "answer_words": int(table.words.sum()),
-        "examples_cut": sum(1 for c in cut if c),
+        "examples_cut": int((table.prompt_tokens_cut + table.answer_tokens_cut > 0).sum()),
+        "answers_cut": answers_cut,
+        "bytes_cut": int(table.bytes_cut.sum()),
         "n_examples": len(records),
-        "signatures": {
-            "perplexity": "exp(sum NLL / answer tokens)|answer+eos|teacher-forced|model's own tokens",
-            "bits_per_byte": "sum NLL / (answer UTF-8 bytes * ln 2)|answer+eos|teacher-forced",
-            "word_perplexity": "exp(sum NLL / answer words)|words: re.split(r'\\s+')|answer+eos|teacher-forced",
-        },
+        "signatures": SIGNATURES,
         "base_model": base_model,
         "inference": inference_path(load, adapter),
         "model_source": load.get("source"),

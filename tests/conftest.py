@@ -139,9 +139,11 @@ def mini_study(tmp_path_factory):
                                   ("m2", "base"): 250.0}.items():
         tokens = [4 + (i % 5) for i in range(len(tasks))]
         nll = [t * math.log(ppl) * (0.8 + 0.4 * ((i * 13) % 7) / 6) for i, t in enumerate(tokens)]
+        # the last of an example's tokens is its EOS: bits per byte and word perplexity leave its loss out
+        nll_text = [n * (t - 1) / t for n, t in zip(nll, tokens)]
         path = folder / "perplexity" / model / f"{variant}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame({"id": [r["id"] for r in tasks], "nll": nll, "tokens": tokens,
+        pd.DataFrame({"id": [r["id"] for r in tasks], "nll": nll, "tokens": tokens, "nll_text": nll_text,
                       "bytes": [len(r["output"].encode()) for r in tasks],
                       "words": [len(r["output"].split()) for r in tasks]}).to_csv(
             path.with_suffix("").with_suffix(".per_example.csv"), index=False)

@@ -313,8 +313,9 @@ def test_perplexity_halves_its_batch_on_oom_and_scores_the_same(tiny_llama, monk
     monkeypatch.setattr(type(model), "forward", oom_above_two(type(model).forward))
     logged = []
     got = answer_nll(model, tokenizer, batch, batch_size=8, log=logged.append)
-    assert [t for _, t in got] == [t for _, t in expected]
-    assert [n for n, _ in got] == pytest.approx([n for n, _ in expected], rel=1e-6)
+    assert [r.tokens for r in got] == [r.tokens for r in expected]
+    assert [r.nll for r in got] == pytest.approx([r.nll for r in expected], rel=1e-6)
+    assert [r.nll_text for r in got] == pytest.approx([r.nll_text for r in expected], rel=1e-6)
     assert logged == [
         "out of memory on a batch of 8: retrying with batch size 4",
         "out of memory on a batch of 4: retrying with batch size 2",

@@ -105,7 +105,7 @@ def load_perplexities(summary_files, test_path) -> dict:
     for path in sorted(summary_files):
         summary = checks.read_json_checked(path, ["model", "variant", "perplexity", "n_examples"])
         table_path = str(path).removesuffix(".json") + ".per_example.csv"
-        table = checks.read_table(table_path, ids, numeric=("nll", "tokens", "bytes", "words"),
+        table = checks.read_table(table_path, ids, numeric=("nll", "tokens", "nll_text", "bytes", "words"),
                                   test_path=test_path).sort_values("id").reset_index(drop=True)
         out[(summary["model"], summary["variant"])] = (summary, table)
     return out
@@ -158,9 +158,10 @@ def perplexity_rows(summary: dict, table, statistics: dict) -> list:
                    confidence_level=statistics["confidence"])
     results = {
         "perplexity": stats.perplexity_interval(table.nll, table.tokens, **options),
-        "bits_per_byte": stats.bits_per_byte_interval(table.nll, table.bytes, **options),
+        # The answers' own tokens (no EOS) over the units of their text, as lm-evaluation-harness counts them.
+        "bits_per_byte": stats.bits_per_byte_interval(table.nll_text, table.bytes, **options),
         # exp(sum NLL / sum words): the perplexity formula over words
-        "word_perplexity": stats.perplexity_interval(table.nll, table.words, **options),
+        "word_perplexity": stats.perplexity_interval(table.nll_text, table.words, **options),
     }
     return [{
         "model": summary["model"], "variant": summary["variant"], "weights": summary.get("inference"),
@@ -201,8 +202,8 @@ def add_run_arguments(parser) -> None:
 def add_statistics_arguments(parser) -> None:
     """The statistics section of the config as options (scripts/aggregate.py, compare.py, report.py)."""
     parser.add_argument("--confidence", type=float, default=0.95, help="coverage of every interval")
-    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples and permutations")
-    parser.add_argument("--max-resamples", type=int, default=20000, help="for tests whose p is at the floor")
+    parser.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples per interval")
+    parser.add_argument("--max-resamples", type=int, default=100000, help="for Monte-Carlo tests Holm could turn on")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm")
     parser.add_argument("--stats-seed", type=int, default=42, help="seed of the resampling")
     parser.add_argument("--bleu-tokenize", default="13a", help="sacreBLEU tokenizer, as scoring used")

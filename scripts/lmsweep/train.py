@@ -78,9 +78,9 @@ def length_report(tokenizer, records, max_length: int) -> dict:
 
     lengths, prompts = [], []
     for record in records:
-        ids, n_prompt, _ = encode(tokenizer, record)
-        lengths.append(len(ids))
-        prompts.append(n_prompt)
+        encoded = encode(tokenizer, record)
+        lengths.append(len(encoded.ids))
+        prompts.append(encoded.n_prompt)
     ordered = sorted(lengths)
     return {
         "max_length": max_length,

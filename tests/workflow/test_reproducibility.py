@@ -71,9 +71,12 @@ def test_every_output_records_the_seed_the_versions_and_the_metric_settings(demo
             "sentence-transformers/all-MiniLM-L6-v2", bert["num_layers"], False, bert["rescale_with_baseline"],
             False, False,
         ),
-        "perplexity": "exp(sum NLL / answer tokens)|answer+eos|teacher-forced|model's own tokens",
-        "bits_per_byte": "sum NLL / (answer UTF-8 bytes * ln 2)|answer+eos|teacher-forced",
-        "word_perplexity": "exp(sum NLL / answer words)|words: re.split(r'\\s+')|answer+eos|teacher-forced",
+        # token perplexity counts the EOS; bits per byte and word perplexity, as lm-evaluation-harness, do not
+        "perplexity": "exp(sum NLL / tokens)|answer tokens+eos|teacher-forced|model's own tokens",
+        "bits_per_byte": "sum NLL / (UTF-8 bytes * ln 2)|answer tokens, no eos (lm-evaluation-harness)|teacher-forced"
+                         "|scored text only",
+        "word_perplexity": "exp(sum NLL / words)|answer tokens, no eos (lm-evaluation-harness)|words: re.split(r'\\s+')"
+                           "|teacher-forced|scored text only",
     }
     assert "version:" in signatures["bleu"] and "version=" in signatures["bertscore_f1"]
 
