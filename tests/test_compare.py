@@ -31,8 +31,13 @@ def test_the_families_and_their_pairs(table):
     assert families["decoding vs baseline"] == 12
     assert families["model vs model"] == 11
     assert families["fine-tuned vs base"] == 12
-    # per model, parameter and metric, every value against the best one: 2 models x 2 parameters x 3 metrics
+    # per model, parameter and metric, every value against the best one: 2 models x 2 parameters x 3 metrics,
+    # descriptive (the best was picked on these data): an interval, no p-value, not in Holm's family
     assert families["sweep value vs best"] == 12
+    descriptive = table[table.family == "sweep value vs best"]
+    assert descriptive.p_value.isna().all() and not descriptive.in_holm_family.any()
+    assert not descriptive.significant.any() and (descriptive.ci_low <= descriptive.ci_high).all()
+    assert set(table[table.in_holm_family].family) == {"decoding vs baseline", "model vs model", "fine-tuned vs base"}
     across = table[(table.family == "model vs model") & (table.decoding_a == "teacher_forced")]
     assert set(across.metric) == {"bits_per_byte", "word_perplexity"}  # never token perplexity across tokenizers
 
@@ -57,25 +62,44 @@ def test_model_pairs_compare_under_the_same_config(table):
     assert row.difference < 0 and row.a > row.b
 
 
-def test_holm_runs_over_every_test_of_the_study(table):
-    tested = ~table.identical
-    assert np.allclose(table.p_adjusted[tested], stats.holm(table.p_value[tested].to_numpy()))
+def test_holm_runs_over_every_test_of_the_study_once(table):
+    family = table[table.in_holm_family]
+    assert family.p_value.notna().all() and table[~table.in_holm_family].p_value.isna().all()
+    assert np.allclose(family.p_adjusted, stats.holm(family.p_value.to_numpy()))
+    assert np.allclose(family.holm_level, stats.holm_levels(family.p_value.to_numpy(), 0.05))
     assert (table.significant == (table.p_adjusted < 0.05)).all()
+    # no test twice: each metric and pair of runs (in either order) once in the family
+    keys = [(r.metric, frozenset([(r.model_a, r.variant_a, r.decoding_a), (r.model_b, r.variant_b, r.decoding_b)]))
+            for r in family.itertuples()]
+    tested_families = table[table.family != "sweep value vs best"]
+    untested = tested_families.identical | tested_families.test.str.startswith("no example's score differs")
+    assert len(keys) == len(set(keys)) == 12 + 11 + 12 - int(untested.sum())
 
 
-def test_a_p_value_at_the_floor_is_redrawn_with_max_resamples(table):
+def test_p_values_say_how_they_were_made(table):
+    family = table[table.in_holm_family]
+    bleu, others = family[family.metric == "bleu"], family[family.metric != "bleu"]
+    assert set(bleu.test) == {"sacrebleu paired bootstrap resampling"} and (bleu.p_resamples >= 500).all()
+    # 30 test examples: every mean and perplexity test is the exact sign-flip test, with no resampling floor
+    assert others.test.str.startswith("exact sign-flip test").all() and (others.p_resamples == 0).all()
+    assert family.settled.all()
+
+
+@pytest.mark.parametrize("max_resamples, used, decided", [(2000, 2000, False), (20_000, 5000, True)])
+def test_a_monte_carlo_p_value_at_the_floor_is_redrawn_until_holm_can_decide_it(mini_study, max_resamples, used,
+                                                                               decided):
+    """At alpha 0.002 Holm holds the strongest BLEU tests to about 0.002/m: below the floor 1/501 of 500
+    resamples, and below 1/2001 too. They are redrawn up to max_resamples: at 2,000 they stay undecided (not
+    significant, and marked unsettled); with up to 20,000, ten times 500 already puts the floor 1/5001
+    below their levels, and they are significant. Exact p-values and tests far from their levels are not redrawn."""
+    s = mini_study
+    table = compare.compare(s["summaries"], s["perplexities"], s["test"], {"tokenize": "13a"},
+                            {**s["statistics"], "alpha": 0.002, "max_resamples": max_resamples},
+                            log=lambda _: None)
     strong = pick(table, "fine-tuned vs base", "bleu", ("m1", "base", "baseline"), ("m1", "finetuned", "baseline"))
-    assert strong.resamples == 2000 and strong.p_value <= 2 / 2001
-    weak = table[(~table.identical) & (table.p_value > 0.1)]
-    assert len(weak) and set(weak.resamples) == {500}
-
-
-def test_refined_keeps_a_result_off_the_floor():
-    calls = []
-
-    def test(**options):
-        calls.append(options["n_resamples"])
-        return stats.paired_mean([0.0, 1.0, 0.5, 0.2], [0.1, 0.9, 0.5, 0.3], **options)
-
-    result = compare.refined(test, {"n_resamples": 200, "seed": 1, "confidence_level": 0.95, "max_resamples": 5000})
-    assert calls == [200] and result.n_resamples == 200
+    assert strong.p_resamples == used and strong.p_value == pytest.approx(1 / (used + 1))
+    assert strong.settled == decided and strong.significant == decided
+    assert strong.holm_level < 1 / 2001
+    weak = table[table.in_holm_family & (table.metric == "bleu") & (table.p_value > 0.02)]
+    assert len(weak) and set(weak.p_resamples) == {500} and weak.settled.all()
+    assert (table[table.in_holm_family & (table.metric != "bleu")].p_resamples == 0).all()

@@ -71,8 +71,10 @@ def test_rankings_agreement_is_said(built):
 def test_sweeps_say_best_value_trend_and_ties(built):
     md = text(built)
     assert re.search(r"BLEU is best at num_beams = \d+ \([^;]*\); it (rises|falls|is flat|is not monotone) with "
-                     r"num_beams; (not significantly worse: \d|every other value is significantly worse|no other value is "
-                     r"significantly worse)", md)
+                     r"num_beams; (differences from it whose interval holds 0: \d|every other value's difference from "
+                     r"it has an interval that (holds|excludes) 0)", md)
+    # the best value was picked on the data: intervals, not tests
+    assert "given as intervals only, not as tests" in md
     # m1's top_k_10 answers are its baseline answers: one value, said once for both
     assert re.search(r"\*\*m1\*\*: BLEU is best at top_k = (10 = 50|50 = 10) \([^)]*, the same value\); it is flat", md)
     assert "they are beam sampling, not beam search" in md
@@ -89,7 +91,10 @@ def test_what_fine_tuning_bought_is_said_with_the_numbers(built):
     md = text(built)
     assert re.search(r"\*\*m1\*\*, base → fine-tuned: BLEU [\d.]+ → [\d.]+ \*; .*Better on 6 of 6 metrics, "
                      r"significantly on BLEU", md)
-    assert "paired comparisons; after Holm's correction the strongest effect is significant only with p <" in md
+    m = int(built[2].in_holm_family.sum())
+    assert f"This study makes m = {m} paired tests" in md
+    assert f"Holm's correction over the m = {m} paired tests" in md  # one number, said the same way twice
+    assert len(re.findall(r"\b(\d+) (?:paired )?comparisons\b", md)) == 0
 
 
 def test_gain_is_signed_so_that_positive_is_better(built):
@@ -137,3 +142,39 @@ def test_the_weights_behind_each_model_s_numbers_are_shown(built):
     assert rows[("m1", "finetuned")] == ["merged: adapter merged into the dequantized 4-bit base"] * 2
     assert rows[("m2", "finetuned")] == ["as trained: 4-bit base + adapter"] * 2
     assert rows[("m1", "base")] == ["as trained: 4-bit base"] * 2
+
+
+def test_exact_ties_are_said_as_ties_not_as_a_strict_order():
+    scores = pd.DataFrame([
+        {"model": m, "variant": "finetuned", "decoding": "baseline", "metric": "bleu", "value": v}
+        for m, v in (("llama_nogc", 20.0), ("mistral", 31.5), ("llama_gc", 20.0))
+    ])
+    ranking = findings.model_ranking(scores, "bleu")
+    assert findings.order_text(ranking) == "mistral > llama_gc = llama_nogc"
+    assert findings.ranks(ranking) == [1, 2, 2]
+
+
+@pytest.mark.parametrize("base, tuned, metric, text", [
+    (0.0, 30.4, "bleu", "n/a (base is 0)"),
+    (3.2e-23, 30.4, "bleu", "n/a (base is 0)"),  # what printed 9.49e+23x: BLEU 0.0 at its precision
+    (0.04, 30.4, "bleu", "n/a (base is 0)"),
+    (2.0, 30.0, "bleu", "15x"),
+    (0.0004, 0.3, "rouge_l", "n/a (base is 0)"),
+    (0.010, 0.304, "rouge_l", "30.4x"),
+    (2.821, 1.318, "bits_per_byte", "0.467x"),
+])
+def test_no_ratio_is_shown_where_the_base_shows_as_zero(base, tuned, metric, text):
+    assert findings.ratio_text(tuned, base, metric) == text
+
+
+def test_the_configs_whose_answers_depend_on_the_batch_are_named_beside_their_table():
+    record = {"decoding": {
+        "baseline": {"models": {"m1/finetuned": {"sampling": "per-example", "batch_sizes": [24]}}},
+        "num_beams_4": {"models": {"m1/finetuned": {"sampling": "per-batch", "batch_sizes": [24]},
+                                   "m2/finetuned": {"sampling": "per-batch", "batch_sizes": [12, 6]}}},
+        "beam_search_4": {"models": {"m1/finetuned": {"sampling": "none", "batch_sizes": [24]}}},
+    }}
+    note = report.batch_dependence_note(record)
+    assert note.startswith("Answers of `num_beams_4` depend on which prompts share their batch")
+    assert "baseline" not in note and "beam_search_4" not in note and "batch sizes of these runs: 6, 12, 24" in note
+    assert report.batch_dependence_note({"decoding": {"baseline": record["decoding"]["baseline"]}}) == ""

@@ -74,20 +74,22 @@ def test_identical_inputs_are_flagged_with_difference_zero_and_p_one(kind):
     changed = _pair(kind, same=False)(n_resamples=N, seed=1)
     assert not changed.identical
     assert changed.difference != 0
-    assert changed.p_value < 1.0
-    assert changed.test == result.test
+    if kind.startswith("bleu"):
+        assert changed.p_value < 1.0 and changed.test == result.test
+    else:
+        # The exact sign-flip test: one differing example flipped gives the same |sum|, so p is exactly 1.
+        assert changed.p_value == 1.0 and changed.test.startswith("exact sign-flip test (1 examples differ")
 
 
-def test_sacrebleu_alone_would_give_identical_systems_a_spurious_p():
-    """Why paired_bleu flags identical systems itself: sacreBLEU's p is then 1/(R + 1), 'significant'."""
-    from sacrebleu import significance
-    from sacrebleu.metrics import BLEU
-
-    metric = BLEU()
-    sys_stats = metric._extract_corpus_statistics(SYS_A, [REFS])
-    baseline = {"BLEU": (sys_stats, significance.Result(metric._aggregate_and_compute(sys_stats).score))}
-    _, results = significance._paired_bs_test(baseline, "B", SYS_A, [REFS], {"BLEU": metric}, N, -1, 1)
-    assert results["BLEU"].p_value == pytest.approx(1 / (N + 1))
+def test_sacrebleu_alone_would_give_identical_systems_a_spurious_p(tmp_path):
+    """Why paired_bleu flags identical systems itself: sacreBLEU's p is then 1/(R + 1), 'significant'
+    (`sacrebleu --paired-bs` prints 0.001 for a system against itself; the README says so)."""
+    for name, lines in (("ref", REFS), ("a", SYS_A), ("copy_of_a", SYS_A)):
+        (tmp_path / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    command = [sys.executable, "-m", "sacrebleu", "ref.txt", "-i", "a.txt", "copy_of_a.txt", "--paired-bs",
+               "--paired-bs-n", str(N), "-f", "json"]
+    out = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout)[1]["BLEU"]["p_value"] == pytest.approx(1 / (N + 1), abs=1e-4)
     assert stats.paired_bleu(SYS_A, SYS_A, REFS, n_resamples=N, seed=1).p_value == 1.0
 
 
@@ -133,7 +135,8 @@ def test_swapping_a_and_b_negates_the_difference_and_keeps_the_p_value():
 
 
 def test_the_ratio_permutation_test_swaps_whole_examples_between_a_and_b():
-    """Exact test (2**6 swaps <= n_resamples), checked by enumerating every swap by hand."""
+    """Different token counts in A and B: the swap permutation test, exact (2**6 swaps <= n_resamples),
+    checked by enumerating every swap by hand."""
     nll_a, tokens_a = _nll(6, 1)
     nll_b, tokens_b = _nll(6, 2)
 
@@ -152,6 +155,12 @@ def test_the_ratio_permutation_test_swaps_whole_examples_between_a_and_b():
     result = stats.paired_perplexity(nll_a, tokens_a, nll_b, tokens_b, n_resamples=N, seed=1)
     assert result.p_value == pytest.approx(expected)
     assert result.difference == pytest.approx(observed)
+    assert result.test == "swap permutation test (scipy, exact)" and result.p_resamples == 0
+    # With more examples than swaps to enumerate, it is a Monte-Carlo test, and says so.
+    nll_a, tokens_a = _nll(30, 1)
+    nll_b, tokens_b = _nll(30, 2)
+    many = stats.paired_perplexity(nll_a, tokens_a, nll_b, tokens_b, n_resamples=N, seed=1)
+    assert many.test == "swap permutation test (scipy, Monte Carlo)" and many.p_resamples == N
 
 
 def test_bits_per_byte_with_one_byte_per_example_is_the_mean_nll_in_bits():
@@ -165,6 +174,7 @@ def test_bits_per_byte_with_one_byte_per_example_is_the_mean_nll_in_bits():
     assert bpb.difference == pytest.approx(mean.difference / ln2)
     assert (bpb.ci_low, bpb.ci_high) == pytest.approx((mean.ci_low / ln2, mean.ci_high / ln2))
     assert bpb.p_value == pytest.approx(mean.p_value)
+    assert bpb.test == mean.test + " of the NLL"
 
 
 # --- BLEU: sacreBLEU's own numbers -----------------------------------------------------------------------------
@@ -226,7 +236,7 @@ def test_perplexity_and_bits_per_byte_intervals_contain_the_pooled_ratio():
 
     nll, tokens = _nll(80, 4)
     ppl = stats.perplexity_interval(nll, tokens, n_resamples=N, seed=1)
-    assert ppl.value == pytest.approx(perplexity(list(zip(nll, tokens))))
+    assert ppl.value == pytest.approx(perplexity(nll, tokens))
     # the pooled ratio, not the mean of per-example perplexities
     assert ppl.value != pytest.approx(np.mean(np.exp(nll / tokens)), rel=1e-3)
     assert ppl.ci_low < ppl.value < ppl.ci_high
@@ -435,3 +445,133 @@ def test_bleu_from_statistics_matches_bleu_from_sentences():
     assert from_stats.as_dict() == from_strings.as_dict()
     pooled = stats.bleu_statistics(a, refs) + stats.bleu_statistics(b, refs)
     assert stats.bleu_score(pooled) == pytest.approx(sacrebleu.corpus_bleu(a + b, [refs + refs]).score, abs=1e-9)
+    # Per-sentence statistics from the public API are sacreBLEU's own.
+    from sacrebleu.metrics import BLEU
+
+    assert stats.bleu_statistics(a, refs).tolist() == [list(map(int, row)) for row in
+                                                       BLEU()._extract_corpus_statistics(a, [refs])]
+
+
+# --- p-values that no number of resamples bounds (issue 17) ----------------------------------------------------
+
+
+def _exact_scipy(d):
+    from scipy.stats import permutation_test
+
+    return permutation_test((np.asarray(d, float),), lambda x, axis: np.sum(x, axis=axis), permutation_type="samples",
+                            n_resamples=np.inf, alternative="two-sided").pvalue
+
+
+@pytest.mark.parametrize("n", [2, 5, 9, 13, 16])
+def test_the_exact_sign_flip_test_is_scipys_exact_permutation_test(n):
+    """Meet in the middle gives scipy's enumeration of every sign pattern, ties and zeros included."""
+    rng = np.random.default_rng(n)
+    for d in (rng.normal(0.3, 1.0, n), rng.integers(-2, 3, n).astype(float), np.round(rng.beta(2, 5, n) - 0.2, 2)):
+        assert stats.exact_sign_flip_p(d) == pytest.approx(_exact_scipy(d), rel=1e-12)
+
+
+def test_examples_that_do_not_differ_do_not_change_the_sign_flip_p_value():
+    d = np.array([0.3, -0.1, 0.25, 0.4, 0.05, 0.2])
+    with_zeros = np.r_[d, np.zeros(30)]  # 36 examples: scipy alone would need 2**36 patterns
+    assert stats.exact_sign_flip_p(with_zeros) == pytest.approx(_exact_scipy(d), rel=1e-12)
+    p, test = stats.sign_flip_test(with_zeros)
+    assert p == pytest.approx(_exact_scipy(d)) and test.startswith("exact sign-flip test (6 examples differ")
+
+
+def test_a_consistent_difference_on_24_examples_goes_below_any_resampling_floor():
+    """The demo's 24 test examples, every one better in B: the exact p-value is 2 / 2**24, not 2/(R + 1)."""
+    rng = np.random.default_rng(4)
+    a = rng.beta(2, 5, 24)
+    result = stats.paired_mean(a, a + rng.uniform(0.01, 0.2, 24), n_resamples=N, seed=1)
+    assert result.p_value == pytest.approx(2 / 2**24) and result.p_value < 1 / (20_000 + 1)
+    assert result.p_resamples == 0 and result.test.startswith("exact sign-flip test (24 examples differ")
+    # and Holm over a study's 316 tests keeps it significant: 316 * 1.2e-7 < 0.05
+    assert stats.holm([result.p_value] + [0.5] * 315)[0] < 0.05
+
+
+@pytest.mark.parametrize("kind", ["normal", "skewed", "discrete with ties", "heavy tails"])
+@pytest.mark.parametrize("n", [60, 200])
+def test_the_t_test_for_large_n_agrees_with_the_permutation_test(kind, n):
+    """Above 40 differing examples the paired t-test stands in for the sign-flip test: checked here against
+    scipy's Monte-Carlo permutation test of the same differences (200,000 sign patterns)."""
+    from scipy.stats import permutation_test
+
+    rng = np.random.default_rng(n)
+    noise = {"normal": lambda: rng.normal(0, 1, n), "skewed": lambda: rng.gamma(0.5, 1.0, n),
+             "discrete with ties": lambda: rng.choice([-0.2, 0.0, 0.0, 0.1, 0.3], n),
+             "heavy tails": lambda: rng.standard_t(3, n)}[kind]()
+    # centred, then shifted by 2.5 standard errors: p-values around 0.01, where the two can be told apart
+    d = noise - noise.mean() + 2.5 * noise.std(ddof=1) / math.sqrt(n)
+    p, test = stats.sign_flip_test(d)
+    assert test.startswith("paired t-test")
+    reference = permutation_test((d,), lambda x, axis: np.mean(x, axis=axis), permutation_type="samples",
+                                 n_resamples=200_000, alternative="two-sided", rng=np.random.default_rng(1)).pvalue
+    assert 1e-4 < reference < 0.9, reference  # a p-value in the range where the two can be told apart
+    assert p == pytest.approx(reference, rel=0.25, abs=0.01)
+
+
+def test_the_t_test_never_goes_below_the_exact_tests_floor():
+    p, test = stats.sign_flip_test(np.full(50, 0.1))  # every example moved by the same amount
+    assert p == 2.0**-49 and "exact floor" in test
+    p, _ = stats.sign_flip_test(np.r_[np.full(49, 0.1), 0.1000001])
+    assert p >= 2.0**-49
+
+
+def test_a_ratio_with_the_same_counts_in_a_and_b_is_a_sign_flip_test_of_the_nll():
+    nll_a, tokens = _nll(24, 1)
+    nll_b = nll_a * np.random.default_rng(2).uniform(0.5, 0.9, 24)  # B better on every example
+    result = stats.paired_bits_per_byte(nll_a, tokens * 4, nll_b, tokens * 4, n_resamples=N, seed=1)
+    assert result.p_value == pytest.approx(2 / 2**24) and result.p_resamples == 0
+    assert result.test == "exact sign-flip test (24 examples differ: 2^24 sign patterns) of the NLL"
+
+
+# --- Holm's levels, and Monte-Carlo p-values settled against them ----------------------------------------------
+
+
+def test_holm_levels_are_alpha_over_the_remaining_count():
+    levels = stats.holm_levels([0.03, np.nan, 0.001, 0.2], alpha=0.05)
+    assert levels[2] == pytest.approx(0.05 / 3) and levels[0] == pytest.approx(0.05 / 2)
+    assert levels[3] == pytest.approx(0.05) and np.isnan(levels[1])
+
+
+class _MonteCarlo:
+    """A stand-in Monte-Carlo test whose p-value is the true one plus its +1 rule, (p R + 1) / (R + 1)."""
+
+    def __init__(self, true_p):
+        self.true_p, self.calls = true_p, []
+
+    def __call__(self, n_resamples, seed):
+        self.calls.append(n_resamples)
+        p = (math.floor(self.true_p * n_resamples) + 1) / (n_resamples + 1)
+        return stats.Paired(0.0, 1.0, 1.0, 0.5, 1.5, p, False, "mc", n_resamples, seed, 24, p_resamples=n_resamples)
+
+
+def test_settle_redraws_only_the_tests_whose_decision_the_floor_could_turn():
+    """A study of 303 tests: Holm holds the strongest to 0.05/303 = 1.65e-4, below the floor 1/1001 of
+    1,000 resamples. The test at the floor is redrawn with 10,000 (floor 1e-4) and decided; a test far from
+    its level is not redrawn; an exact p-value never is."""
+    strong, weak = _MonteCarlo(1e-6), _MonteCarlo(0.4)
+    exact = [stats.Paired(0.0, 1.0, 1.0, 0.5, 1.5, 0.5, False, "exact", 0, 1, 24) for _ in range(300)]
+    first = [strong(1000, 1), weak(1000, 1)] + exact + [None]
+    logged = []
+    settled = stats.settle(first, [strong, weak] + [None] * 301, alpha=0.05, max_resamples=100_000,
+                           log=logged.append)
+    assert strong.calls == [1000, 10_000] and settled[0].p_value == pytest.approx(1 / 10_001)
+    assert settled[0].seed == 2  # an independent redraw
+    assert weak.calls == [1000] and settled[1].p_value == first[1].p_value
+    assert settled[2:] == first[2:]
+    assert len(logged) == 1 and "10000 resamples" in logged[0]
+    assert not any(stats.unsettled(settled, alpha=0.05))
+    assert stats.holm([r.p_value if r else np.nan for r in settled])[0] < 0.05
+
+
+def test_a_test_still_open_at_max_resamples_is_reported_unsettled():
+    """A true p of 3e-4 against a level of 1.65e-4: 1,000 and 10,000 resamples cannot tell, nor can the
+    cap of 100,000; it stays not significant and is marked unsettled."""
+    strong, close = _MonteCarlo(1e-6), _MonteCarlo(3e-4)
+    exact = [stats.Paired(0.0, 1.0, 1.0, 0.5, 1.5, 0.5, False, "exact", 0, 1, 24) for _ in range(301)]
+    settled = stats.settle([strong(1000, 1), close(1000, 1)] + exact, [strong, close] + [None] * 301, alpha=0.05,
+                           max_resamples=100_000, log=lambda _: None)
+    assert close.calls == [1000, 10_000, 100_000]
+    assert stats.unsettled(settled, alpha=0.05)[1] and not any(stats.unsettled(settled, alpha=0.05)[2:])
+    assert not stats.unsettled(settled, alpha=0.05)[0]

@@ -1,6 +1,6 @@
 """Paired comparisons on the same test examples, corrected for their number (rule compare).
 
-Three families, every metric each:
+Three families of tests, every metric each, make Holm's family:
 
 - each decoding config against the baseline config, same model and variant
   (how a decoding parameter matters);
@@ -8,17 +8,29 @@ Three families, every metric each:
   model is best); perplexity across models only as bits per byte and word
   perplexity, which do not depend on the tokenizer;
 - each model's fine-tuned variant against its base model (what fine-tuning
-  bought), under every config the base model ran, and in perplexity;
-- per model, swept parameter and metric, each value of the parameter (the
-  baseline's value included) against the best value for that metric (which
-  values are indistinguishable from the best).
+  bought), under every config the base model ran, and in perplexity.
 
-B is compared with A as B - A. BLEU uses sacreBLEU's own paired bootstrap;
-mean metrics a paired bootstrap interval and a sign-flip permutation test;
-perplexities a paired bootstrap of the ratio and a swap permutation test
-(lmsweep.stats; the `test` column names it). Holm's correction runs over
-every test of the study at once. Two runs whose answers are identical,
-replicate by replicate, are reported as identical, not tested.
+Beside them, descriptive rows that are not tests: per model, swept parameter
+and metric, each value of the parameter (the baseline's value included)
+against the value that scored best for that metric. The best value was
+chosen by looking at the same data, so a p-value there would be biased
+towards significance (a test after selection); those rows carry the
+difference and its interval only, no p-value, and are not in Holm's family.
+They never repeat a test either: a best that is the baseline would have
+repeated a "decoding vs baseline" test.
+
+B is compared with A as B - A. The `test` column names how each p-value was
+made (lmsweep.stats): the exact sign-flip test or, above 40 differing
+examples, the paired t-test for means and for perplexities whose A and B
+count the same tokens, bytes or words; sacreBLEU's paired bootstrap for BLEU
+and a swap permutation test for other perplexities, both Monte Carlo. A
+Monte-Carlo p-value that its resampling floor could carry across the level
+Holm holds it to is redrawn with more resamples (statistics.max_resamples);
+`settled` says whether that decided it. Holm's correction runs over every
+test of the study at once: `m` in the report is the number of rows with
+`in_holm_family`. Two runs whose answers are identical, replicate by
+replicate, are reported as identical, not tested; nor is a metric on which
+no example's score differs (its p-value would be 1, and only raise m).
 """
 
 from itertools import combinations
@@ -28,24 +40,11 @@ from lmsweep.aggregate import HIGHER_IS_BETTER, METRICS, load_perplexities, load
 COLUMNS = [
     "family", "metric", "model_a", "variant_a", "decoding_a", "model_b", "variant_b", "decoding_b",
     "a", "b", "difference", "ci_low", "ci_high", "p_value", "p_adjusted", "significant", "better", "identical",
-    "test", "resamples", "n_examples", "replicates_a", "replicates_b",
+    "in_holm_family", "holm_level", "settled", "test", "resamples", "p_resamples", "n_examples", "replicates_a",
+    "replicates_b",
 ]
-
-
-def refined(test, options: dict):
-    """test(**options), run again with statistics.max_resamples when its p-value is at the floor.
-
-    A resampling p-value is at least 1/(R + 1): with R = 1000 and a few hundred
-    comparisons, Holm's correction could never call anything significant. Most
-    tests are far from the floor and stay cheap; those at it (p <= 2/(R + 1))
-    are redrawn with max_resamples, independently, and that p-value is kept.
-    """
-    first = {k: v for k, v in options.items() if k != "max_resamples"}
-    result = test(**first)
-    floor = 2 / (first["n_resamples"] + 1)
-    if not result.identical and result.p_value <= floor and options["max_resamples"] > first["n_resamples"]:
-        result = test(**{**first, "n_resamples": options["max_resamples"], "seed": first["seed"] + 1})
-    return result
+TESTED_FAMILIES = ("decoding vs baseline", "model vs model", "fine-tuned vs base")
+DESCRIPTIVE = "sweep value vs best"
 
 
 def pairs(runs: dict, baseline: str = "baseline"):
@@ -106,33 +105,59 @@ def _row(family, metric, labels_a, labels_b, result, n, replicates_a, replicates
         "model_b": labels_b[0], "variant_b": labels_b[1], "decoding_b": labels_b[2],
         "a": result.a, "b": result.b, "difference": result.difference,
         "ci_low": result.ci_low, "ci_high": result.ci_high,
-        # identical answers are not a test: no p-value, and no share of Holm's correction
-        "p_value": float("nan") if identical else result.p_value,
-        "identical": identical, "test": "identical answers, not tested" if identical else result.test,
+        "identical": identical, "in_holm_family": tested(family, identical, result),
+        "test": ("identical answers, not tested" if identical
+                 else "descriptive: the best value was chosen on these data, not tested" if family == DESCRIPTIVE
+                 else "no example's score differs, not tested" if result.identical
+                 else result.test),
         "resamples": result.n_resamples,
         "n_examples": n, "replicates_a": replicates_a, "replicates_b": replicates_b,
     }
 
 
-def compare_runs(family: str, a, b, tokenize: str, options: dict, metrics=METRICS) -> list:
+def tested(family: str, identical: bool, result) -> bool:
+    """Whether a row is one of the study's tests (Holm's family): not descriptive, and something differs."""
+    return family in TESTED_FAMILIES and not identical and not result.identical
+
+
+class Comparison:
+    """One row of comparisons.csv in the making: its labels, its result, and how to draw it again."""
+
+    def __init__(self, family, metric, labels_a, labels_b, test, n, replicates_a, replicates_b, identical):
+        self.family, self.metric, self.labels = family, metric, (labels_a, labels_b)
+        self.test, self.counts, self.identical = test, (n, replicates_a, replicates_b), identical
+        self.result = None
+
+    def run(self, **options):
+        return self.test(**options)
+
+    def row(self) -> dict:
+        return _row(self.family, self.metric, *self.labels, self.result, *self.counts, self.identical)
+
+    @property
+    def key(self) -> tuple:
+        """What is compared: the metric and the two runs, in either order."""
+        return self.family == DESCRIPTIVE, self.metric, frozenset(self.labels)
+
+
+def compare_runs(family: str, a, b, tokenize: str, metrics=METRICS) -> list:
     from lmsweep import stats
 
     identical = _identical_answers(a, b)
-    rows = []
+    out = []
     for metric in metrics:
         if metric == "bleu":
             stats_a, stats_b = a.bleu_stats(tokenize), b.bleu_stats(tokenize)
-            result = refined(lambda **o: stats.paired_bleu_from_stats(stats_a, stats_b, tokenize=tokenize, **o),
-                             options)
+            test = (lambda sa, sb: lambda **o: stats.paired_bleu_from_stats(sa, sb, tokenize=tokenize, **o))(
+                stats_a, stats_b)
         else:
-            x, y = a.per_example(metric), b.per_example(metric)
-            result = refined(lambda **o: stats.paired_mean(x, y, **o), options)
-        rows.append(_row(family, metric, a.key, b.key, result, len(a.tables[0]), len(a.tables), len(b.tables),
-                         identical))
-    return rows
+            test = (lambda x, y: lambda **o: stats.paired_mean(x, y, **o))(a.per_example(metric), b.per_example(metric))
+        out.append(Comparison(family, metric, a.key, b.key, test, len(a.tables[0]), len(a.tables), len(b.tables),
+                              identical))
+    return out
 
 
-def compare_perplexity(family: str, a, b, metrics, options: dict) -> list:
+def compare_perplexity(family: str, a, b, metrics) -> list:
     """a, b: (summary, per-example table) of two (model, variant)s, teacher forced on the same answers."""
     from lmsweep import stats
 
@@ -140,43 +165,71 @@ def compare_perplexity(family: str, a, b, metrics, options: dict) -> list:
     identical = bool((ta.nll.to_numpy() == tb.nll.to_numpy()).all())
     tests = {
         "perplexity": lambda **o: stats.paired_perplexity(ta.nll, ta.tokens, tb.nll, tb.tokens, **o),
-        "bits_per_byte": lambda **o: stats.paired_bits_per_byte(ta.nll, ta.bytes, tb.nll, tb.bytes, **o),
-        "word_perplexity": lambda **o: stats.paired_perplexity(ta.nll, ta.words, tb.nll, tb.words, **o),
+        "bits_per_byte": lambda **o: stats.paired_bits_per_byte(ta.nll_text, ta.bytes, tb.nll_text, tb.bytes, **o),
+        "word_perplexity": lambda **o: stats.paired_perplexity(ta.nll_text, ta.words, tb.nll_text, tb.words, **o),
     }
     labels_a = (summary_a["model"], summary_a["variant"], "teacher_forced")
     labels_b = (summary_b["model"], summary_b["variant"], "teacher_forced")
-    return [_row(family, metric, labels_a, labels_b, refined(tests[metric], options), len(ta), 1, 1, identical)
+    return [Comparison(family, metric, labels_a, labels_b, tests[metric], len(ta), 1, 1, identical)
             for metric in metrics]
 
 
-def compare(score_files, perplexity_files, test_path, bleu: dict, statistics: dict):
+def plan(runs: dict, perplexities: dict, tokenize: str) -> list:
+    """Every comparison of the study, once: the tested families first, then the descriptive rows."""
+    planned = []
+    for family, a, b in pairs(runs):
+        planned += compare_runs(family, a, b, tokenize)
+    models = sorted({m for m, _ in perplexities})
+    for x, y in combinations(models, 2):
+        if (x, "finetuned") in perplexities and (y, "finetuned") in perplexities:
+            planned += compare_perplexity("model vs model", perplexities[(x, "finetuned")],
+                                          perplexities[(y, "finetuned")], ("bits_per_byte", "word_perplexity"))
+    for model in models:
+        if (model, "base") in perplexities and (model, "finetuned") in perplexities:
+            planned += compare_perplexity("fine-tuned vs base", perplexities[(model, "base")],
+                                          perplexities[(model, "finetuned")],
+                                          ("perplexity", "bits_per_byte", "word_perplexity"))
+    for metric, best, other in best_value_pairs(runs, tokenize):
+        planned += compare_runs(DESCRIPTIVE, best, other, tokenize, metrics=(metric,))
+    seen = {}
+    for c in planned:
+        if c.key in seen:
+            raise RuntimeError(f"{c.family} compares {c.labels} on {c.metric}, as {seen[c.key]} does: "
+                               "a test may enter Holm's family once")
+        seen[c.key] = c.family
+    return planned
+
+
+def compare(score_files, perplexity_files, test_path, bleu: dict, statistics: dict, log=print):
     """comparisons.csv as a DataFrame, Holm-adjusted over all its tests."""
+    import numpy as np
     import pandas as pd
 
     from lmsweep import stats
 
     options = dict(n_resamples=statistics["resamples"], seed=statistics["seed"],
-                   confidence_level=statistics["confidence"], max_resamples=statistics["max_resamples"])
+                   confidence_level=statistics["confidence"])
     tokenize = bleu.get("tokenize", "13a")
-    rows = []
-    runs = load_runs(score_files, test_path)
-    for family, a, b in pairs(runs):
-        rows += compare_runs(family, a, b, tokenize, options)
-    for metric, best, other in best_value_pairs(runs, tokenize):
-        rows += compare_runs("sweep value vs best", best, other, tokenize, options, metrics=(metric,))
-    perplexities = load_perplexities(perplexity_files, test_path)
-    models = sorted({m for m, _ in perplexities})
-    for x, y in combinations(models, 2):
-        if (x, "finetuned") in perplexities and (y, "finetuned") in perplexities:
-            rows += compare_perplexity("model vs model", perplexities[(x, "finetuned")],
-                                       perplexities[(y, "finetuned")], ("bits_per_byte", "word_perplexity"), options)
-    for model in models:
-        if (model, "base") in perplexities and (model, "finetuned") in perplexities:
-            rows += compare_perplexity("fine-tuned vs base", perplexities[(model, "base")],
-                                       perplexities[(model, "finetuned")],
-                                       ("perplexity", "bits_per_byte", "word_perplexity"), options)
-    table = pd.DataFrame(rows, columns=COLUMNS)
+    planned = plan(load_runs(score_files, test_path), load_perplexities(perplexity_files, test_path), tokenize)
+    for c in planned:
+        c.result = c.run(**options)
+    in_family = [tested(c.family, c.identical, c.result) for c in planned]
+    results = stats.settle(
+        [c.result if t else None for c, t in zip(planned, in_family)],
+        [(lambda c: lambda n_resamples, seed: c.run(**{**options, "n_resamples": n_resamples, "seed": seed}))(c)
+         for c in planned],
+        statistics["alpha"], statistics["max_resamples"], log=log,
+    )
+    for c, result in zip(planned, results):
+        c.result = result if result is not None else c.result
+    table = pd.DataFrame([c.row() for c in planned], columns=COLUMNS)
+    table["p_value"] = [c.result.p_value if t else np.nan for c, t in zip(planned, in_family)]
+    table["p_resamples"] = [c.result.p_resamples if t else 0 for c, t in zip(planned, in_family)]
     table["p_adjusted"] = stats.holm(table.p_value.to_numpy(dtype=float)) if len(table) else []
+    table["holm_level"] = stats.holm_levels(table.p_value.to_numpy(dtype=float), statistics["alpha"]) \
+        if len(table) else []
+    table["settled"] = [not u for u in stats.unsettled([c.result if t else None for c, t in zip(planned, in_family)],
+                                                      statistics["alpha"])]
     table["significant"] = (table.p_adjusted < statistics["alpha"]).fillna(False)
     # Which side is better, where the difference is significant: "a" or "b" (empty otherwise).
     table["better"] = [

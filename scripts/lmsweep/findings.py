@@ -99,11 +99,31 @@ def baseline_decoding(metric: str) -> str:
 
 
 def model_ranking(scores, metric: str):
-    """[(model, row)] of the fine-tuned models at the baseline config, best first."""
+    """[(model, row)] of the fine-tuned models at the baseline config, best first (ties by name)."""
     decoding = baseline_decoding(metric)
     rows = scores[(scores.variant == "finetuned") & (scores.decoding == decoding) & (scores.metric == metric)]
-    rows = rows.sort_values("value", ascending=not HIGHER_IS_BETTER[metric])
+    rows = rows.assign(_key=rows.value * (-1 if HIGHER_IS_BETTER[metric] else 1)).sort_values(
+        ["_key", "model"], kind="stable")
     return [(r.model, r) for _, r in rows.iterrows()]
+
+
+def ranks(ranking) -> list:
+    """Competition ranks of a ranking ([(name, row)], best first): exact ties share a rank (1, 1, 3)."""
+    out = []
+    for position, (_, row) in enumerate(ranking):
+        tied = position and row["value"] == ranking[position - 1][1]["value"]
+        out.append(out[-1] if tied else position + 1)
+    return out
+
+
+def order_text(ranking) -> str:
+    """'a > b = c': best first, '=' between exactly equal values (not a strict order)."""
+    text = ""
+    for position, (name, row) in enumerate(ranking):
+        if position:
+            text += " = " if row["value"] == ranking[position - 1][1]["value"] else " > "
+        text += name
+    return text
 
 
 def best_model_sentences(scores, comparisons) -> list:
@@ -135,12 +155,12 @@ def best_model_sentences(scores, comparisons) -> list:
 
 
 def rankings_agree(scores) -> str:
-    """Whether the metrics rank the models alike, said plainly."""
-    orders = {m: [name for name, _ in model_ranking(scores, m)] for m in TEXT_METRICS + ACROSS_MODELS}
+    """Whether the metrics rank the models alike, said plainly (exact ties as '=')."""
+    orders = {m: order_text(model_ranking(scores, m)) for m in TEXT_METRICS + ACROSS_MODELS}
     orders = {m: o for m, o in orders.items() if o}
-    if len({tuple(o) for o in orders.values()}) <= 1:
-        return "All metrics rank the models alike: " + " > ".join(next(iter(orders.values()), [])) + "."
-    parts = [f"{LABELS[m]}: {' > '.join(o)}" for m, o in orders.items()]
+    if len(set(orders.values())) <= 1:
+        return "All metrics rank the models alike: " + next(iter(orders.values()), "") + "."
+    parts = [f"{LABELS[m]}: {o}" for m, o in orders.items()]
     return "The metrics do not agree on the ranking (" + "; ".join(parts) + ")."
 
 
@@ -150,8 +170,11 @@ def model_table(scores, comparisons):
 
     rows = {}
     for metric in TEXT_METRICS + ACROSS_MODELS + ["perplexity"]:
-        for rank, (model, row) in enumerate(model_ranking(scores, metric), start=1):
-            rows.setdefault(model, {"model": model})[LABELS[metric]] = f"{with_interval(row, metric)} (#{rank})"
+        ranking = model_ranking(scores, metric)
+        shared = ranks(ranking)
+        for rank, (model, row) in zip(shared, ranking):
+            tie = "=" if shared.count(rank) > 1 else ""
+            rows.setdefault(model, {"model": model})[LABELS[metric]] = f"{with_interval(row, metric)} (#{rank}{tie})"
     return pd.DataFrame(list(rows.values()))
 
 
@@ -175,15 +198,26 @@ def difference_text(c, metric: str) -> str:
             f"{p_text(c['p_value'])} before, {p_text(c['p_adjusted'])} after Holm")
 
 
+def holm_family_size(comparisons) -> int:
+    """m, the number of paired tests Holm's correction runs over: the one count the report gives."""
+    return int(comparisons.in_holm_family.astype(bool).sum())
+
+
 def holm_bar(comparisons, alpha: float, n_examples: int) -> str:
     """What Holm's correction over this study asks of a p-value, said once."""
-    tested = int((~comparisons.identical.astype(bool)).sum())
-    if not tested:
+    m = holm_family_size(comparisons)
+    if not m:
         return ""
-    return (f"This study makes {tested} paired comparisons; after Holm's correction the strongest effect is "
-            f"significant only with p < {alpha / tested:.1g} before it, which a paired test on {n_examples} test "
-            "examples reaches only for large, consistent differences. Each difference is given with its 95% "
-            "interval (before correction) and its p-value before and after.")
+    unsettled = int((comparisons.in_holm_family.astype(bool) & ~comparisons.settled.astype(bool)).sum())
+    return (f"This study makes m = {m} paired tests (identical answers and the descriptive rows of the sweeps are "
+            f"not tests); Holm's correction over all of them asks p < {alpha / m:.2g} of the strongest effect "
+            f"before it, which a paired test on {n_examples} test examples reaches only for large, consistent "
+            "differences. Each difference is given with its 95% interval (before correction) and its p-value "
+            "before and after. The p-values of means and perplexities are exact sign-flip tests (t-tests above 40 "
+            "differing examples), not bounded by a number of resamples; BLEU's are sacreBLEU's paired bootstrap, "
+            "redrawn with more resamples wherever the resampling could decide its significance"
+            + (f"; {unsettled} could not be decided within statistics.max_resamples and count as not significant "
+               "(raise max_resamples)." if unsettled else "."))
 
 
 def _difference_cell(c) -> str:
@@ -211,10 +245,19 @@ def gain_table(scores, comparisons):
             "direction": "higher is better" if HIGHER_IS_BETTER[c.metric] else "lower is better",
             "base": number(c.a, c.metric), "fine-tuned": number(c.b, c.metric),
             "improvement": f"{signed(sign * c.difference, c.metric)} [{signed(low, c.metric)}, {signed(high, c.metric)}]",
-            "ratio": f"{c.b / c.a:.3g}x" if c.a else "n/a",
+            "ratio": ratio_text(c.b, c.a, c.metric),
             "Holm p": p_text(c.p_adjusted), "significant": "yes *" if c.significant else "no",
         })
     return pd.DataFrame(rows)
+
+
+def ratio_text(value, reference, metric: str) -> str:
+    """'2.35x', or 'n/a' where the reference shows as 0 at the metric's precision (BLEU 0.0: a ratio of
+    9.49e+23x would only measure sacreBLEU's smoothing, not a gain)."""
+    shown = number(reference, metric)
+    if reference is None or reference != reference or reference <= 0 or not any(ch in "123456789" for ch in shown):
+        return "n/a (base is 0)"
+    return f"{value / reference:.3g}x"
 
 
 def gain_sentences(comparisons) -> list:
@@ -305,24 +348,25 @@ def sweep_sentences(scores, comparisons, parameter: str, baseline_value) -> list
             steps = [b - a for a, b in zip(values, values[1:])]
             trend = ("rises" if all(s > 0 for s in steps) else "falls" if all(s < 0 for s in steps)
                      else "is flat" if all(s == 0 for s in steps) else "is not monotone")
-            tied = []
+            close = []
             for value, row in series:
                 if value == best_value or row["value"] == best_row["value"]:
                     continue
                 c = comparison_of(comparisons, "sweep value vs best", metric,
                                   (model, "finetuned", best_row["decoding"]), (model, "finetuned", row["decoding"]))
-                if c is not None and (c["identical"] or not c["significant"]):
-                    tied.append(value_text(value) + (" (identical answers)" if c["identical"] else ""))
+                if c is not None and (c["identical"] or c["ci_low"] <= 0 <= c["ci_high"]):
+                    close.append(value_text(value) + (" (identical answers)" if c["identical"] else ""))
             text = (f"{LABELS[metric]} is best at {parameter} = {' = '.join(equal)} "
                     f"({with_interval(best_row, metric)}{', the same value' if len(equal) > 1 else ''}); "
                     f"it {trend} with {parameter}")
             others = len(series) - len(equal)
-            if others and len(tied) == others:
-                text += "; no other value is significantly worse"
-            elif tied:
-                text += "; not significantly worse: " + ", ".join(tied)
+            # The best was picked on these data, so these are intervals, not tests (compare.py).
+            if others and len(close) == others:
+                text += "; every other value's difference from it has an interval that holds 0"
+            elif close:
+                text += "; differences from it whose interval holds 0: " + ", ".join(close)
             elif others:
-                text += "; every other value is significantly worse"
+                text += "; every other value's difference from it has an interval that excludes 0"
             parts.append(text)
         if parts:
             out.append(f"**{model}**: " + ". ".join(parts) + ".")

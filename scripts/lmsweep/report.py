@@ -195,6 +195,28 @@ def weights_table(scores):
     return pd.DataFrame(rows)
 
 
+def batch_dependence_note(record: dict) -> str:
+    """Which configs' answers depend on the batch they were made in (beam sampling), said beside their table."""
+    affected = {}
+    for name, entry in record["decoding"].items():
+        for m in entry["models"].values():
+            if m.get("sampling") == "per-batch":
+                affected.setdefault(name, set()).update(m.get("batch_sizes") or [])
+    if not affected:
+        return ""
+    sizes = sorted({b for s in affected.values() for b in s})
+    return (f"Answers of {', '.join(f'`{n}`' for n in sorted(affected))} depend on which prompts share their batch: "
+            "beam sampling draws from one random generator per batch (transformers has no per-row generator for "
+            "it), so another generation.batch_size, or a batch halved on out-of-memory, gives other answers "
+            f"(batch sizes of these runs: {', '.join(map(str, sizes))}). Every other sampled config draws from one "
+            "stream per test example and does not depend on the batch.")
+
+
+def _test_kind(test: str) -> str:
+    """A test's kind without its counts ('exact sign-flip test (24 examples differ: ...)' -> 'exact sign-flip test')."""
+    return test.split(" (")[0] if not test.startswith("swap") else test
+
+
 def overridden_notes(record: dict) -> list:
     notes = set()
     for entry in record["decoding"].values():
@@ -242,6 +264,10 @@ def build(scores_csv, comparisons_csv, record: dict, out_dir, runs: dict | None 
     doc.paragraph(findings.rankings_agree(scores))
     if parameters:
         doc.heading(3, "How each decoding parameter matters")
+        doc.paragraph("Each value is tested against the baseline config (`*` in the sweep tables below). The best "
+                      "value of a sweep is picked on these same data, so its differences from the other values are "
+                      "given as intervals only, not as tests: a test against a value chosen for being best would "
+                      "find it better too often.")
         for parameter in parameters:
             doc.paragraph(f"**{parameter}** (the other settings at the baseline, {_settings_text(baseline)}):")
             doc.bullets(findings.sweep_sentences(scores, comparisons, parameter, baseline.get(parameter)))
@@ -325,6 +351,7 @@ def build(scores_csv, comparisons_csv, record: dict, out_dir, runs: dict | None 
                   "from its own seeded stream: answers do not depend on the batch), per-batch (beam sampling: "
                   "seeded per batch), none (greedy or beam search).")
     doc.table(decoding_table(record))
+    doc.paragraph(batch_dependence_note(record))
     doc.bullets(overridden_notes(record))
     if "weights" in scores and scores.weights.notna().any():
         doc.paragraph("Weights behind the numbers (inference.weights): as trained (the base as training saw it, "
@@ -338,10 +365,12 @@ def build(scores_csv, comparisons_csv, record: dict, out_dir, runs: dict | None 
     doc.bullets(signatures)
     stats = record.get("statistics") or {}
     if stats:
-        doc.paragraph(f"Statistics: {stats.get('confidence', 0.95):.0%} intervals, {stats.get('resamples')} bootstrap "
-                      f"resamples and permutations, seed {stats.get('seed')}, significance level "
-                      f"{stats.get('alpha')} after Holm's correction over all {len(comparisons)} comparisons. Tests: "
-                      + "; ".join(sorted(set(comparisons.test.dropna()))) + ".")
+        doc.paragraph(f"Statistics: {stats.get('confidence', 0.95):.0%} intervals from {stats.get('resamples')} "
+                      f"bootstrap resamples, seed {stats.get('seed')}; significance level {stats.get('alpha')} after "
+                      f"Holm's correction over the m = {findings.holm_family_size(comparisons)} paired tests; "
+                      f"Monte-Carlo p-values redrawn with up to {stats.get('max_resamples')} resamples where that "
+                      "could decide them. How each p-value was made (the `test` column of comparisons.csv): "
+                      + "; ".join(sorted({_test_kind(t) for t in comparisons.test.dropna()})) + ".")
     doc.paragraph("All provenance:")
     doc.code(json.dumps(record, indent=2, sort_keys=True, default=str))
 
