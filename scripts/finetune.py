@@ -21,6 +21,8 @@ import os
 import sys
 from pathlib import Path
 
+RETRAIN_ENV = "LMSWEEP_RETRAIN"
+
 
 def run(
     train_path: str,
@@ -45,6 +47,8 @@ def run(
         lora=lora, training=training, quantization=load["quantization"], seed=seed, device=device,
         revision=load_revision(load), trust_remote_code=load["trust_remote_code"], threads=threads,
         model_source=load.get("source"),
+        # set by the Snakefile when this run forces training (--forcerun finetune, --forceall)
+        retrain=os.environ.get(RETRAIN_ENV) == "1",
     )
 
 

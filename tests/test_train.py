@@ -140,16 +140,42 @@ def test_sft_dataset_is_prompt_and_completion(train_path, demo_records):
 # --- checkpoints: resume, stale settings -----------------------------------------------------------------------
 
 
-def test_checkpoint_dir_is_keyed_by_settings_and_removes_stale_ones(tmp_path):
+def test_checkpoint_dir_is_keyed_by_the_identity_and_removes_stale_ones(tmp_path):
     root = tmp_path / "checkpoints"
     first = train.checkpoint_dir(root, {"lr": 1})
     (first / "checkpoint-3").mkdir()
     assert train.checkpoint_dir(root, {"lr": 1}) == first
-    assert (first / "checkpoint-3").is_dir()  # same settings: kept for resuming
+    assert (first / "checkpoint-3").is_dir()  # same identity: kept for resuming
     second = train.checkpoint_dir(root, {"lr": 2})
     assert second != first and not first.exists()
-    assert json.loads((second / "settings.json").read_text()) == {"lr": 2}
+    assert json.loads((second / "identity.json").read_text()) == {"lr": 2}
     assert train.settings_key({"a": 1, "b": 2}) == train.settings_key({"b": 2, "a": 1})
+
+
+def test_the_identity_covers_data_model_code_versions_and_settings(tiny_llama, train_path, tmp_path, monkeypatch):
+    """Everything that shapes the adapter moves the key: the records, the base folder's files (its tokenizer
+    included), the lmsweep code the step runs, the libraries, a setting."""
+    from lmsweep import codedigest
+
+    def train_key(data, base, settings):
+        return train.settings_key(train.run_identity(data, train.base_identity(str(base), None), settings or {"lr": 1}))
+
+    first = train_key(train_path, tiny_llama, None)
+    assert train_key(train_path, tiny_llama, None) == first
+    other_data = tmp_path / "train.jsonl"
+    other_data.write_text(train_path.read_text().replace("capital", "Capital", 1))
+    assert train_key(other_data, tiny_llama, None) != first
+    other_model = tmp_path / "model"
+    shutil.copytree(tiny_llama, other_model)
+    tokenizer = json.loads((other_model / "tokenizer.json").read_text())
+    tokenizer["added_tokens"][0]["content"] = "<unknown>"
+    (other_model / "tokenizer.json").write_text(json.dumps(tokenizer))
+    assert train_key(train_path, other_model, None) != first
+    assert train_key(train_path, tiny_llama, {"lr": 2}) != first
+    monkeypatch.setattr(codedigest, "step_code", lambda *a: {"lmsweep.prompts": "edited"})
+    assert train_key(train_path, tiny_llama, None) != first
+    identity = train.run_identity(train_path, {"hub": "x"}, {"lr": 1})
+    assert {"train_sha256", "base", "code", "versions", "lr"} <= set(identity) and "trl" in identity["versions"]
 
 
 def test_last_checkpoint_passes_over_one_cut_off_mid_save(tmp_path):
@@ -169,19 +195,43 @@ def test_logged_loss_weights_each_logged_loss_by_its_steps():
     assert train.logged_loss([]) is None
 
 
+class Killed(Exception):
+    """What a kill looks like to the test: the run stops right after a checkpoint was written."""
+
+
+def killed_after(step: int):
+    from transformers import TrainerCallback
+
+    class KillAfterSave(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                raise Killed(f"killed after the checkpoint of step {step}")
+
+    return KillAfterSave()
+
+
+def interrupted(base, train_path, folder, step: int, **training_changes):
+    with pytest.raises(Killed):
+        train.finetune(
+            train_path, str(base), folder / "adapter", folder / "train_log.csv", folder / "checkpoints",
+            model_name="tiny_llama", lora=LORA, training={**TRAINING, **training_changes},
+            quantization={"load_in_4bit": False}, seed=SEED, device="cpu", callbacks=[killed_after(step)],
+        )
+    assert not (folder / "adapter").exists()
+
+
 @pytest.fixture(scope="module")
-def resumed(run_b, tiny_llama, train_path, tmp_path_factory):
-    """Run B's folder after a crash that lost the last checkpoint, rerun; then rerun once more, finished."""
-    folder = tmp_path_factory.mktemp("resumed") / "run"
-    shutil.copytree(run_b[0], folder)
-    (key,) = [p for p in (folder / "checkpoints").iterdir() if p.is_dir()]
-    shutil.rmtree(key / f"checkpoint-{TRAINING['max_steps']}")
-    after_crash = finetune(tiny_llama, train_path, folder)
-    crash_weights, crash_log = adapter_weights(folder), loss_log(folder)
-    after_finished = finetune(tiny_llama, train_path, folder)
+def resumed(tiny_llama, train_path, tmp_path_factory):
+    """A run killed after its checkpoint of step 3, rerun: it resumes; a run killed after its last checkpoint
+    (before the adapter was written), rerun: nothing is left to train."""
+    mid, end = tmp_path_factory.mktemp("killed_mid"), tmp_path_factory.mktemp("killed_end")
+    interrupted(tiny_llama, train_path, mid, step=3)
+    after_crash = finetune(tiny_llama, train_path, mid)
+    interrupted(tiny_llama, train_path, end, step=TRAINING["max_steps"])
+    after_end = finetune(tiny_llama, train_path, end)
     return {
-        "after_crash": after_crash, "crash_weights": crash_weights, "crash_log": crash_log,
-        "after_finished": after_finished, "finished_log": loss_log(folder),
+        "after_crash": after_crash, "crash_weights": adapter_weights(mid), "crash_log": loss_log(mid),
+        "crash_folder": mid, "after_end": after_end, "end_weights": adapter_weights(end), "end_log": loss_log(end),
     }
 
 
@@ -190,18 +240,19 @@ def loss_log(folder):
         return list(csv.DictReader(fh))
 
 
-def test_a_rerun_resumes_from_the_newest_checkpoint(resumed):
+def test_an_interrupted_run_resumes_from_its_newest_checkpoint(resumed):
     assert resumed["after_crash"]["resumed_from"] == "checkpoint-3"
     assert resumed["after_crash"]["global_step"] == TRAINING["max_steps"]
-    assert resumed["after_finished"]["resumed_from"] == "checkpoint-6"
+    assert resumed["after_end"]["resumed_from"] == f"checkpoint-{TRAINING['max_steps']}"
 
 
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(resumed, run_a):
     import torch
 
-    expected, got = adapter_weights(run_a[0]), resumed["crash_weights"]
-    assert expected.keys() == got.keys()
-    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    expected = adapter_weights(run_a[0])
+    for got in (resumed["crash_weights"], resumed["end_weights"]):
+        assert expected.keys() == got.keys()
+        assert all(torch.equal(expected[k], got[k]) for k in expected)
     assert resumed["crash_log"] == loss_log(run_a[0])  # steps 1-3 from the checkpoint, 4-6 trained again
 
 
@@ -210,33 +261,56 @@ def test_a_resumed_run_records_the_runs_train_loss(resumed, run_a):
     assert resumed["after_crash"]["train_loss"] == pytest.approx(run_a[1]["train_loss"], rel=1e-6)
 
 
-def test_a_rerun_of_a_finished_run_trains_no_further(resumed):
+def test_a_run_killed_after_its_last_checkpoint_trains_no_further(resumed):
     # max_steps ends mid-epoch here: resuming the Trainer from its final checkpoint would take a 7th step.
-    assert resumed["after_finished"]["global_step"] == TRAINING["max_steps"]
-    assert len(resumed["finished_log"]) == TRAINING["max_steps"]
+    assert resumed["after_end"]["global_step"] == TRAINING["max_steps"]
+    assert len(resumed["end_log"]) == TRAINING["max_steps"]
 
 
-def test_a_rerun_of_a_finished_run_keeps_the_adapter(tiny_llama, train_path, tmp_path):
-    """With a constant learning rate an extra step past max_steps would show in the weights."""
+@pytest.mark.parametrize("retrain", [True, False])
+def test_a_finished_runs_rerun_trains_from_scratch_only_when_forced(run_a, tiny_llama, train_path, tmp_path, retrain):
+    """Issue 18: a finished run's last checkpoint was reloaded by any rerun of the same settings, so a rerun
+    after a change the settings did not show (the data, the prompt template) wrote the old adapter again. The
+    identity now covers those; a forced rerun (--forcerun, --forceall: retrain) trains from scratch, and an
+    unforced one (an adapter Snakemake calls incomplete after it was killed itself) loads the finished run."""
     import torch
 
-    finetune(tiny_llama, train_path, tmp_path, lr_scheduler="constant")
-    before = adapter_weights(tmp_path)
-    info = finetune(tiny_llama, train_path, tmp_path, lr_scheduler="constant")
-    assert info["resumed_from"] == "checkpoint-6"
-    after = adapter_weights(tmp_path)
-    assert all(torch.equal(before[k], after[k]) for k in before)
-
-
-def test_a_changed_setting_starts_afresh_and_removes_the_stale_checkpoints(run_b, tiny_llama, train_path, tmp_path):
+    (key,) = [p for p in (run_a[0] / "checkpoints").iterdir() if p.is_dir()]
+    assert (key / train.FINISHED).is_file() and key.name == run_a[1]["identity"]["key"]
     folder = tmp_path / "run"
-    shutil.copytree(run_b[0], folder)
+    shutil.copytree(run_a[0], folder)
+    shutil.rmtree(folder / "adapter")  # what Snakemake does first
+    info = train.finetune(
+        train_path, str(tiny_llama), folder / "adapter", folder / "train_log.csv", folder / "checkpoints",
+        model_name="tiny_llama", lora=LORA, training=TRAINING, quantization={"load_in_4bit": False}, seed=SEED,
+        device="cpu", retrain=retrain,
+    )
+    assert info["resumed_from"] == (None if retrain else f"checkpoint-{TRAINING['max_steps']}")
+    assert info["global_step"] == TRAINING["max_steps"] and info["identity"]["key"] == key.name
+    before, again = adapter_weights(run_a[0]), adapter_weights(folder)
+    assert all(torch.equal(again[k], before[k]) for k in before)  # deterministic either way
+    assert loss_log(folder) == loss_log(run_a[0])
+
+
+def test_changed_training_data_starts_afresh_and_removes_the_stale_checkpoints(tiny_llama, train_path, tmp_path):
+    folder = tmp_path / "run"
+    interrupted(tiny_llama, train_path, folder, step=3)
+    (old,) = [p.name for p in (folder / "checkpoints").iterdir() if p.is_dir()]
+    changed = tmp_path / "train.jsonl"
+    changed.write_text(train_path.read_text().replace("capital", "Capital", 1))
+    info = finetune(tiny_llama, changed, folder)
+    assert info["resumed_from"] is None and info["identity"]["key"] != old
+    assert not (folder / "checkpoints" / old).exists()
+    assert info["identity"]["train_sha256"] != train.run_identity(train_path, {}, {})["train_sha256"]
+
+
+def test_a_changed_setting_starts_afresh_and_removes_the_stale_checkpoints(tiny_llama, train_path, tmp_path):
+    folder = tmp_path / "run"
+    interrupted(tiny_llama, train_path, folder, step=3)
     (old,) = [p.name for p in (folder / "checkpoints").iterdir() if p.is_dir()]
     info = finetune(tiny_llama, train_path, folder, learning_rate=1.0e-3)
-    assert info["resumed_from"] is None
-    (new,) = [p for p in (folder / "checkpoints").iterdir() if p.is_dir()]
-    assert new.name != old
-    assert json.loads((new / "settings.json").read_text())["training"]["learning_rate"] == 1.0e-3
+    assert info["resumed_from"] is None and info["identity"]["key"] != old
+    assert not (folder / "checkpoints" / old).exists()
     assert info["settings"]["training"]["learning_rate"] == 1.0e-3
 
 

@@ -1,9 +1,19 @@
 """Fine-tune one LoRA adapter with TRL's SFTTrainer, resumably.
 
 Training runs on prompt/completion pairs, so the loss covers the answer only.
-Checkpoints go to a folder keyed by a hash of every setting; a rerun after a
-crash resumes from the newest checkpoint of the same settings, and a change
-of any setting starts afresh.
+Checkpoints go to a folder keyed by the run's identity (run_identity):
+everything that shapes the adapter, read by the job itself: the training
+records' content, the base model's content (a fingerprint of its folder, or
+the Hub commit it loaded, which covers its tokenizer), the lmsweep code the
+step runs, the libraries' versions, every setting and the number of training
+processes. An interrupted run of the same identity resumes from them; a
+change of any of these starts afresh (other identities' folders are removed:
+issue 18, a changed split or prompt template once wrote the old adapter
+again). A finished run marks its folder (FINISHED): a rerun Snakemake asked
+for (`--forcerun finetune`, `--forceall`: `retrain`) trains from scratch; one
+it did not ask for (the adapter of a run that finished after Snakemake itself
+was killed, which it calls incomplete) has the same identity and loads the
+finished weights instead of training the same adapter twice.
 """
 
 import hashlib
@@ -16,20 +26,53 @@ from lmsweep.files import atomic_path, library_versions, read_jsonl, seed_everyt
 from lmsweep.prompts import format_prompt
 
 
+# Written into a run's checkpoint folder once its adapter is saved.
+FINISHED = "finished.json"
+# The libraries whose versions shape an adapter (a checkpoint of another version may not even load).
+TRAINING_LIBRARIES = ("torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes", "datasets", "tokenizers")
+
+
 def settings_key(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def checkpoint_dir(root: Path, settings: dict) -> Path:
-    """The checkpoint folder for these settings; stale ones of other settings are removed."""
-    key = settings_key(settings)
+def base_identity(base_model: str, model) -> dict:
+    """What the base weights and tokenizer are, as this job found them: a folder's fingerprint (its small
+    files by content: config, tokenizer; its weights by size and time), or the Hub commit it loaded."""
+    from lmsweep.modelsource import folder_fingerprint, is_local_folder
+
+    if is_local_folder(base_model):
+        return {"folder_fingerprint": folder_fingerprint(base_model)}
+    return {"hub": base_model, "commit": getattr(model.config, "_commit_hash", None)}
+
+
+def run_identity(train_path, base: dict, settings: dict) -> dict:
+    """Everything that shapes the adapter; its hash names the checkpoint folder."""
+    from lmsweep.codedigest import step_code
+    from lmsweep.files import sha256_file
+
+    scripts = Path(__file__).resolve().parents[1]
+    return {
+        "train_sha256": sha256_file(train_path),
+        "base": base,
+        "code": step_code(scripts / "finetune.py", scripts),
+        "versions": {k: v for k, v in library_versions(TRAINING_LIBRARIES).items() if k != "python"},
+        **settings,
+    }
+
+
+def checkpoint_dir(root: Path, identity: dict) -> Path:
+    """The checkpoint folder of this run's identity; folders of other identities are removed."""
+    key = settings_key(identity)
     root.mkdir(parents=True, exist_ok=True)
     for old in root.iterdir():
         if old.is_dir() and old.name != key:
+            print(f"removing checkpoints of another training run (its data, model, code or settings differ): {old}",
+                  flush=True)
             shutil.rmtree(old, ignore_errors=True)  # several training processes may clean at once
     folder = root / key
     folder.mkdir(exist_ok=True)
-    (folder / "settings.json").write_text(json.dumps(settings, indent=2, sort_keys=True))
+    (folder / "identity.json").write_text(json.dumps(identity, indent=2, sort_keys=True))
     return folder
 
 
@@ -146,11 +189,13 @@ def finetune(
     threads: int = 1,
     model_source: dict | None = None,
     callbacks=None,
+    retrain: bool = False,
 ) -> dict:
     """Train, save the adapter to `adapter_dir` (PEFT format) and the loss log to `log_path`.
 
     `revision` is what to load (a resolved snapshot commit where there is one);
     `model_source` is what identifies the base weights (lmsweep.modelsource), recorded.
+    `retrain`: a finished run of the same identity is trained again from scratch (the run was forced).
     """
     from lmsweep.models import skip_bitsandbytes
 
@@ -207,7 +252,8 @@ def finetune(
         "lora": lora, "training": training,
         "quantization": quantization, "seed": seed, "device": device, "processes": processes,
     }
-    ckpt = checkpoint_dir(Path(checkpoints_root), settings)
+    identity = run_identity(train_path, base_identity(base_model, model), settings)
+    ckpt = checkpoint_dir(Path(checkpoints_root), identity)
     on_gpu = device == "cuda"
     args = SFTConfig(
         output_dir=str(ckpt),
@@ -255,6 +301,12 @@ def finetune(
         trainer.data_collator = DataCollatorForLanguageModeling(
             pad_token_id=tokenizer.pad_token_id, padding_free=True,
         )
+    if retrain and (ckpt / FINISHED).exists():
+        print(f"training was asked for again (--forcerun or --forceall): the finished run's checkpoints in {ckpt} "
+              "are removed", flush=True)
+        for old in ckpt.glob("checkpoint-*"):
+            shutil.rmtree(old, ignore_errors=True)
+        (ckpt / FINISHED).unlink(missing_ok=True)
     last = last_checkpoint(ckpt)
     state = json.loads((Path(last) / "trainer_state.json").read_text()) if last else None
     if state and state["global_step"] >= state["max_steps"]:
@@ -268,9 +320,17 @@ def finetune(
         set_peft_model_state_dict(trainer.model, load_file(Path(last) / "adapter_model.safetensors"))
         history, global_step = state["log_history"], state["global_step"]
     else:
-        if last:
-            print(f"resuming from checkpoint {last}", flush=True)
-        trainer.train(resume_from_checkpoint=last)
+        print(f"resuming from checkpoint {last}" if last else f"training from scratch (checkpoints in {ckpt})",
+              flush=True)
+        try:
+            trainer.train(resume_from_checkpoint=last)
+        except (RuntimeError, ValueError, KeyError) as err:
+            if not last:
+                raise
+            raise TrainingSetupError(
+                f"model {model_name!r}: resuming from {last} failed ({type(err).__name__}: {err}); it does not "
+                f"fit this run. Delete {ckpt} to train from scratch"
+            ) from err
         history, global_step = trainer.state.log_history, trainer.state.global_step
     write_loss_log(history, log_path)
     info = {
@@ -283,6 +343,8 @@ def finetune(
         "effective_batch_size": training["batch_size"] * training["gradient_accumulation_steps"] * processes,
         "lengths": lengths,
         "settings": settings,
+        "identity": {"key": ckpt.name, "train_sha256": identity["train_sha256"], "base": identity["base"],
+                     "code": identity["code"]},
         "target_modules": sorted(peft_config.target_modules),
         "versions": library_versions(),
     }
@@ -290,6 +352,8 @@ def finetune(
         trainer.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / "training_info.json", info)
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_json(ckpt / FINISHED, {"global_step": global_step, "adapter": str(adapter_dir)})
     return info
 
 

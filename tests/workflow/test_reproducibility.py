@@ -194,8 +194,8 @@ def test_snakemake_killed_during_training_resumes_from_the_checkpoint(demo_run, 
     assert f"reason: Missing output files: {target}" in output(rerun)
 
     job_log = (workflow / "demo" / "logs" / "finetune" / "tiny_llama.log").read_text()
-    (key,) = [p.name for p in (workflow / "demo" / "results" / "finetune" / "tiny_llama" / "checkpoints").iterdir()
-              if p.is_dir()]
+    info = json.loads((workflow / "demo" / target / "training_info.json").read_text())
+    key = info["identity"]["key"]  # the checkpoint folder: the run's identity
     assert f"resuming from checkpoint results/finetune/tiny_llama/checkpoints/{key}/checkpoint-50" in job_log
     assert_same_adapter(workflow, demo_run, "tiny_llama")
 
