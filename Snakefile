@@ -36,6 +36,7 @@ localrules:
     prefetch,
     prepare_data,
     build_tiny_model,
+    check_scores,
     aggregate,
     compare,
     report,
@@ -46,9 +47,12 @@ localrules:
 os.environ.update(hub_environment())
 warn_uncached()
 warn_deleted()
+warn_unrecorded()
+note_report_mode()
 
 
 onstart:
+    mark_forced_training()
     check_local_gpu()
     share_gpus()
     start_warm_server()

@@ -14,6 +14,8 @@ sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
 import yaml
 from snakemake.utils import validate
 
+from lmsweep.codedigest import step_code
+from lmsweep.data import is_local as is_local_dataset
 from lmsweep.configcheck import config_problems, local_gpu_problems
 from lmsweep.decoding import moved_parameters
 from lmsweep.decoding import expand as expand_decoding
@@ -54,6 +56,13 @@ wildcard_constraints:
     variant="|".join(VARIANTS),
     decoding=_alternatives(DECODING),
     rep=r"\d+",
+
+
+def code_of(rule):
+    """{module: digest} of the lmsweep code the rule's script runs (lmsweep.codedigest): a param, so that an
+    edit of that code reruns the rule's jobs, and only theirs (Snakemake's `code` trigger sees the script)."""
+    scripts = os.path.join(workflow.basedir, "scripts")
+    return step_code(os.path.join(scripts, f"{rule}.py"), scripts)
 
 
 def replicates(decoding):
@@ -119,6 +128,12 @@ def all_benchmarks():
 
 def is_built(model):
     return "build" in config["models"][model]
+
+
+def get_dataset_input(wildcards):
+    """dataset.source when it is a local file (as data.load_records reads it), else nothing."""
+    source = config["dataset"]["source"]
+    return [os.path.expanduser(source)] if source != "synthetic" and is_local_dataset(source) else []
 
 
 def get_base_model(wildcards):
@@ -328,6 +343,56 @@ def warn_deleted():
             f"will not rebuild them: {shown}\nTo rebuild them and everything made from them, run again with "
             f"--forcerun {shown}"
         )
+
+
+def warn_unrecorded():
+    """Results exist, but Snakemake's record of how they were made is gone (.snakemake/ deleted or the
+    results copied without it): then no changed setting, script or code reruns anything. Say so."""
+    import base64
+
+    from snakemake.settings.types import PersistenceBackend
+
+    if workflow.remote_exec or workflow.subprocess_exec:
+        return
+    made = "results/prepare_data/manifest.json"
+    if not os.path.exists(made):
+        return
+    if workflow.workflow_settings.persistence_backend == PersistenceBackend.FILE:
+        record = os.path.join(".snakemake", "metadata", base64.urlsafe_b64encode(made.encode()).decode())
+    else:
+        record = os.path.join(".snakemake", "metadata.db")
+    if not os.path.exists(record):
+        logger.warning(
+            "results/ holds outputs, but Snakemake's record of how they were made is gone (.snakemake/ was "
+            "deleted, or the results were copied without it). Snakemake cannot see a changed setting, script or "
+            "lmsweep code for them now, so nothing of that reruns by itself. If anything changed since they were "
+            "made, bring them up to date with `snakemake --cores 1 --forceall` (everything) or `--forcerun <rule>`."
+        )
+
+
+def note_report_mode():
+    """`snakemake --report` packages results/ as it is: it runs no job, stale or not."""
+    if "--report" in sys.argv and os.path.exists("results"):
+        logger.warning(
+            "--report packages the results as they are now: it reruns nothing. If the config, the data or the "
+            "code changed since the last run, `snakemake -n` lists what is out of date; run `snakemake --cores 1` "
+            "first to bring the results up to date."
+        )
+
+
+def mark_forced_training():
+    """Tell this run's finetune jobs (environment: local forks, sbatch exports it) whether Snakemake was asked to
+    train again (--forceall, --forcerun finetune or an adapter): then a finished run's checkpoints of the same
+    identity are not reloaded (lmsweep.train). Called at the run's start, once the command line is known."""
+    if workflow.remote_exec or workflow.subprocess_exec or workflow.dag_settings is None:
+        return  # a cluster node's job is always run with --force: the submit host decided
+    s = workflow.dag_settings
+    named = list(s.forcerun) + (list(s.targets) if s.forcetargets else [])
+    forced = s.forceall or any(str(f) == "finetune" or "results/finetune/" in str(f) for f in named)
+    if forced:
+        os.environ["LMSWEEP_RETRAIN"] = "1"
+    else:
+        os.environ.pop("LMSWEEP_RETRAIN", None)
 
 
 def finetune_processes():

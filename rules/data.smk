@@ -1,4 +1,7 @@
 rule prepare_data:
+    input:
+        # a local dataset file is an input: editing it reruns the split and everything after it
+        get_dataset_input,
     output:
         train="results/prepare_data/train.jsonl",
         test="results/prepare_data/test.jsonl",
@@ -8,6 +11,7 @@ rule prepare_data:
     conda:
         "../envs/train.yaml"
     params:
+        code=code_of("prepare_data"),
         source=config["dataset"]["source"],
         split=config["dataset"]["split"],
         revision=config["dataset"]["revision"],
@@ -31,6 +35,7 @@ rule build_tiny_model:
     conda:
         "../envs/train.yaml"
     params:
+        code=code_of("build_tiny_model"),
         build=get_build,
         seed=config["seed"],
     script:

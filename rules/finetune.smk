@@ -22,6 +22,7 @@ rule finetune:
         runtime=get_resource("finetune", "runtime", 720),
         mem_mb=get_resource("finetune", "mem_mb", 32000),
     params:
+        code=code_of("finetune"),
         base_model=get_base_model,
         load=get_model_params,
         lora=get_lora,
@@ -54,6 +55,7 @@ rule merge_adapter:
         runtime=get_resource("generate", "runtime", 240),
         mem_mb=get_resource("generate", "mem_mb", 24000),
     params:
+        code=code_of("merge_adapter"),
         base_model=get_base_model,
         load=get_model_params,
         seed=config["seed"],

@@ -17,6 +17,7 @@ rule generate:
         runtime=get_resource("generate", "runtime", 240),
         mem_mb=get_resource("generate", "mem_mb", 24000),
     params:
+        code=code_of("generate"),
         base_model=get_inference_model,
         load=get_inference_load,
         generation=get_generation,

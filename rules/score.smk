@@ -17,6 +17,7 @@ rule score:
         runtime=get_resource("score", "runtime", 60),
         mem_mb=get_resource("score", "mem_mb", 16000),
     params:
+        code=code_of("score"),
         bleu=config["scoring"]["bleu"],
         rouge=config["scoring"]["rouge"],
         bertscore=config["scoring"]["bertscore"],
@@ -45,6 +46,7 @@ rule perplexity:
         runtime=get_resource("perplexity", "runtime", 60),
         mem_mb=get_resource("perplexity", "mem_mb", 24000),
     params:
+        code=code_of("perplexity"),
         base_model=get_inference_model,
         load=get_inference_load,
         batch_size=config["scoring"]["perplexity"]["batch_size"],

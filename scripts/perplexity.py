@@ -32,8 +32,7 @@ def run(
     import pandas as pd
 
     from lmsweep.files import atomic_path, library_versions, read_jsonl, write_json
-    from lmsweep.generation import context_length
-    from lmsweep.models import inference_path
+    from lmsweep.models import context_length, inference_path
     from lmsweep.perplexity import SIGNATURES, answer_nll, bits_per_byte, perplexity, word_perplexity
 
     records = read_jsonl(test_path)

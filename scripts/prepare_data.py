@@ -29,6 +29,7 @@ def run(
     raw = data.load_records(source, split=split, revision=revision, synthetic={"n": synthetic_size}, seed=seed)
     records, report = data.validate(raw, on_invalid=on_invalid, duplicates=duplicates)
     train, test = data.split(records, test_size=test_size, train_size=train_size, seed=seed)
+    data.check_test_size(len(test), test_size)
     for kind, count in report["dropped"].items():
         print(f"dropped {count} record(s): {kind}")
     write_jsonl(train_path, train)
@@ -48,6 +49,8 @@ def run(
         "versions": library_versions(("datasets", "pandas")),
     }
     write_json(manifest_path, manifest)
+    for line in data.study_warnings(manifest):
+        print(f"warning: {line}")
     print(f"{len(train)} train and {len(test)} test records written")
     return manifest
 
@@ -104,7 +107,7 @@ if "snakemake" in globals():
         train_path=snakemake.output.train,
         test_path=snakemake.output.test,
         manifest_path=snakemake.output.manifest,
-        **snakemake.params,
+        **{k: v for k, v in snakemake.params.items() if k != "code"},
     )
 elif __name__ == "__main__":
     main()

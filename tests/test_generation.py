@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from lmsweep.generation import generate, run_batches
+from lmsweep.batching import run_batches
+from lmsweep.generation import generate
 
 
 def oom_above_two(calls):
@@ -69,7 +70,7 @@ def test_a_plain_runtime_error_saying_out_of_memory_counts_as_oom():
 
 
 def test_the_cpu_allocators_error_counts_as_oom():
-    from lmsweep.generation import is_oom
+    from lmsweep.batching import is_oom
 
     assert is_oom(RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate memory: "
                                "you tried to allocate 1099626974161 bytes. Error code 12"))

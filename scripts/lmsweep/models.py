@@ -173,11 +173,27 @@ def load_for_inference(base: str, adapter: str | None, device: str, merge: bool 
     if adapter:
         from peft import PeftModel
 
+        check_adapter_folder(adapter)
         model = PeftModel.from_pretrained(model, adapter)
         if merge:
             model = model.merge_and_unload()
     model.eval()
     return model
+
+
+def check_adapter_folder(adapter) -> None:
+    """An adapter loads from safetensors only: PEFT would unpickle an adapter_model.bin (torch.load), which
+    runs whatever the pickle holds; refuse it by path before anything is read."""
+    from pathlib import Path
+
+    folder = Path(adapter)
+    if not (folder / "adapter_model.safetensors").is_file():
+        pickled = [p.name for p in folder.glob("*.bin")]
+        raise ModelSetupError(
+            f"adapter {folder} holds no adapter_model.safetensors"
+            + (f" (only {', '.join(pickled)}: pickle files, which lmsweep never loads)" if pickled else "")
+            + f"; rebuild it with `snakemake --cores 1 --forcerun {folder}`, or convert it to safetensors"
+        )
 
 
 def inference_path(load: dict, adapter) -> str:
@@ -190,6 +206,12 @@ def inference_path(load: dict, adapter) -> str:
             (", adapter merged in" if adapter else "")
     return "as trained: " + ("4-bit base" if four_bit else "full-precision base") + \
         (" + adapter" if adapter else "")
+
+
+def context_length(model) -> int | None:
+    """The most tokens the model reads at once (max_position_embeddings), or None where it does not say."""
+    config = getattr(model, "config", None)
+    return getattr(config, "max_position_embeddings", None) if config is not None else None
 
 
 def load_revision(load: dict):

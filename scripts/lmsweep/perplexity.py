@@ -118,7 +118,7 @@ def answer_nll(model, tokenizer, records, batch_size: int = 8, log=print, max_to
     """An AnswerNLL per record, in record order; the batch is halved on out-of-memory."""
     import torch
 
-    from lmsweep.generation import run_batches
+    from lmsweep.batching import run_batches
 
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id

@@ -20,7 +20,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lmsweep.metrics import OFFLINE_MINILM
+from lmsweep.sources import OFFLINE_BERTSCORE as OFFLINE_MINILM
 
 # Every library that could reach the Hub, switched off (huggingface_hub,
 # datasets, and transformers' older switch).

@@ -47,9 +47,9 @@ def snakemake(workflow: Path, *args, timeout=900, check=True, env=None):
     return proc
 
 
-def planned_jobs(workflow: Path) -> collections.Counter:
-    """Rule -> count of the jobs a dry run plans (empty when nothing is to be done)."""
-    proc = snakemake(workflow, "--dry-run", "--quiet", "rules")
+def planned_jobs(workflow: Path, *args) -> collections.Counter:
+    """Rule -> count of the jobs a dry run plans (empty when nothing is to be done); `args`: targets, options."""
+    proc = snakemake(workflow, *args, "--dry-run", "--quiet", "rules")
     text = proc.stdout + proc.stderr
     counts = collections.Counter()
     match = re.search(r"^job\s+count\s*\n-+\s+-+\s*\n(.*?)^total", text, re.M | re.S)

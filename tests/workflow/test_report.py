@@ -73,6 +73,8 @@ def test_lmsweep_report_renders_its_tables_and_plots(demo_run, tmp_path):
 def test_snakemake_report_has_our_categories_and_renders(demo_run, tmp_path):
     proc = snakemake(demo_run, "--report", "results/snakemake-report.html")
     assert "Report created" in proc.stdout + proc.stderr
+    # it packages the results as they are, and says so
+    assert "--report packages the results as they are now: it reruns nothing" in proc.stderr
     report = demo_run / "demo" / "results" / "snakemake-report.html"
     dom = chromium("--virtual-time-budget=10000", "--dump-dom", report.as_uri(), tmp_path=tmp_path).stdout
     for category in ("Scores", "Sweeps", "Training", "Runtime"):
