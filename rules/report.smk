@@ -1,5 +1,28 @@
+# Every score and perplexity file checked before aggregate and compare run: Snakemake removes a job's old
+# outputs before the job starts, so a damaged file found by aggregate itself would cost scores.csv its numbers.
+rule check_scores:
+    input:
+        test="results/prepare_data/test.jsonl",
+        scores=all_scores(),
+        per_example=all_per_example(),
+        perplexities=all_perplexities(),
+        perplexity_examples=all_perplexity_examples(),
+    output:
+        "results/check_scores/checked.json",
+    log:
+        "logs/check_scores/check_scores.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        code=code_of("check_scores"),
+        bertscore_rescaled=config["scoring"]["bertscore"]["rescale_with_baseline"],
+    script:
+        "../scripts/check_scores.py"
+
+
 rule aggregate:
     input:
+        checked="results/check_scores/checked.json",
         test="results/prepare_data/test.jsonl",
         scores=all_scores(),
         per_example=all_per_example(),
@@ -16,7 +39,9 @@ rule aggregate:
     conda:
         "../envs/report.yaml"
     params:
+        code=code_of("aggregate"),
         bleu=config["scoring"]["bleu"],
+        bertscore_rescaled=config["scoring"]["bertscore"]["rescale_with_baseline"],
         statistics=config["statistics"],
     script:
         "../scripts/aggregate.py"
@@ -24,6 +49,7 @@ rule aggregate:
 
 rule compare:
     input:
+        checked="results/check_scores/checked.json",
         test="results/prepare_data/test.jsonl",
         scores=all_scores(),
         per_example=all_per_example(),
@@ -40,7 +66,9 @@ rule compare:
     conda:
         "../envs/report.yaml"
     params:
+        code=code_of("compare"),
         bleu=config["scoring"]["bleu"],
+        bertscore_rescaled=config["scoring"]["bertscore"]["rescale_with_baseline"],
         statistics=config["statistics"],
     script:
         "../scripts/compare.py"
@@ -48,6 +76,7 @@ rule compare:
 
 rule report:
     input:
+        checked="results/check_scores/checked.json",
         test="results/prepare_data/test.jsonl",
         scores="results/scores.csv",
         comparisons="results/comparisons.csv",
@@ -55,6 +84,7 @@ rule report:
         adapters=expand("results/finetune/{model}/adapter", model=config["models"]),
         summaries=all_scores(),
         per_example=all_per_example(),
+        perplexities=all_perplexities(),
         generation_info=all_generation_info(),
         benchmarks=all_benchmarks(),
     output:
@@ -88,10 +118,13 @@ rule report:
     conda:
         "../envs/report.yaml"
     params:
+        code=code_of("report"),
         dataset=config["dataset"],
         baseline=config["decoding"]["baseline"],
         seed=config["seed"],
         statistics=config["statistics"],
         warm_start=config["warm_start"],
+        sweep_parameters=list(config["decoding"]["sweep"]),
+        bertscore_rescaled=config["scoring"]["bertscore"]["rescale_with_baseline"],
     script:
         "../scripts/report.py"

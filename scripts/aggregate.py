@@ -12,11 +12,12 @@ resamples with --stats-seed (config: statistics).
 import argparse
 
 
-def run(test_path: str, score_files, perplexity_files, out_path: str, bleu: dict, statistics: dict) -> None:
+def run(test_path: str, score_files, perplexity_files, out_path: str, bleu: dict, statistics: dict,
+        bertscore_rescaled: bool = False) -> None:
     from lmsweep.aggregate import aggregate
     from lmsweep.files import atomic_path
 
-    table = aggregate(score_files, perplexity_files, test_path, bleu, statistics)
+    table = aggregate(score_files, perplexity_files, test_path, bleu, statistics, bertscore_rescaled)
     with atomic_path(out_path) as tmp:
         table.to_csv(tmp, index=False)
     print(f"{len(table)} rows written to {out_path}")
@@ -29,7 +30,7 @@ def main(argv=None) -> None:
     add_run_arguments(parser)
     args = parser.parse_args(argv)
     bleu, statistics = statistics_from_args(args)
-    run(args.test, args.scores, args.perplexities, args.out, bleu, statistics)
+    run(args.test, args.scores, args.perplexities, args.out, bleu, statistics, args.bertscore_rescaled)
 
 
 if "snakemake" in globals():
@@ -40,6 +41,6 @@ if "snakemake" in globals():
 
     log_to(snakemake.log[0])
     i, p = snakemake.input, snakemake.params
-    run(i.test, i.scores, i.perplexities, snakemake.output[0], p.bleu, p.statistics)
+    run(i.test, i.scores, i.perplexities, snakemake.output[0], p.bleu, p.statistics, p.bertscore_rescaled)
 elif __name__ == "__main__":
     main()

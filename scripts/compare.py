@@ -12,11 +12,12 @@ config, each fine-tuned model against its base; one row per metric and pair
 import argparse
 
 
-def run(test_path: str, score_files, perplexity_files, out_path: str, bleu: dict, statistics: dict) -> None:
+def run(test_path: str, score_files, perplexity_files, out_path: str, bleu: dict, statistics: dict,
+        bertscore_rescaled: bool = False) -> None:
     from lmsweep.compare import compare
     from lmsweep.files import atomic_path
 
-    table = compare(score_files, perplexity_files, test_path, bleu, statistics)
+    table = compare(score_files, perplexity_files, test_path, bleu, statistics, bertscore_rescaled=bertscore_rescaled)
     with atomic_path(out_path) as tmp:
         table.to_csv(tmp, index=False)
     print(f"{len(table)} comparisons ({int(table.significant.sum())} significant, {int(table.identical.sum())} "
@@ -30,7 +31,7 @@ def main(argv=None) -> None:
     add_run_arguments(parser)
     args = parser.parse_args(argv)
     bleu, statistics = statistics_from_args(args)
-    run(args.test, args.scores, args.perplexities, args.out, bleu, statistics)
+    run(args.test, args.scores, args.perplexities, args.out, bleu, statistics, args.bertscore_rescaled)
 
 
 if "snakemake" in globals():
@@ -41,6 +42,6 @@ if "snakemake" in globals():
 
     log_to(snakemake.log[0])
     i, p = snakemake.input, snakemake.params
-    run(i.test, i.scores, i.perplexities, snakemake.output[0], p.bleu, p.statistics)
+    run(i.test, i.scores, i.perplexities, snakemake.output[0], p.bleu, p.statistics, p.bertscore_rescaled)
 elif __name__ == "__main__":
     main()

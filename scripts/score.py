@@ -20,11 +20,14 @@ def run(
     seed: int,
     device: str = "auto",
     threads: int = 1,
+    labels: dict | None = None,
 ) -> dict:
-    # The predictions are checked against the test split before anything heavy is imported.
-    from lmsweep.checks import read_predictions
+    # The predictions are checked against the test split (and the run's labels against its path) before
+    # anything heavy is imported; the references scored are the test split's, never the file's own.
+    from lmsweep.checks import read_predictions, test_records
 
-    rows = read_predictions(predictions_path, test_path)
+    rows = read_predictions(predictions_path, test_path, labels)
+    references = test_records(test_path)
     import torch
 
     torch.set_num_threads(threads)
@@ -36,7 +39,7 @@ def run(
 
     seed_everything(seed)
     preds = [r["prediction"] for r in rows]
-    refs = [r["reference"] for r in rows]
+    refs = [references[r["id"]]["output"] for r in rows]
     results = {
         "bleu": metrics.bleu(preds, refs, **bleu),
         "rouge_l": metrics.rouge_l(preds, refs, **rouge),
@@ -48,17 +51,18 @@ def run(
     for column in ("new_tokens", "hit_max_new_tokens", "prompt_tokens_cut"):
         table[column] = [r.get(column) for r in rows]
     first = rows[0]
+    labels = labels or {k: first.get(k) for k in ("model", "variant", "decoding", "replicate")}
     table["seed"] = seed  # the CSV travels alone; the signatures are in the summary JSON beside it
-    table["replicate"] = first.get("replicate", 0)
+    table["replicate"] = int(labels.get("replicate") or 0)
     with atomic_path(per_example_path) as tmp:
         # Every text quoted: an answer may hold any character, a bare carriage return included,
         # which the default quoting leaves unquoted and a CSV reader then takes for a line break.
         table.to_csv(tmp, index=False, quoting=csv.QUOTE_NONNUMERIC)
     summary = {
-        "model": first.get("model"),
-        "variant": first.get("variant"),
-        "decoding": first.get("decoding"),
-        "replicate": first.get("replicate", 0),
+        "model": labels["model"],
+        "variant": labels["variant"],
+        "decoding": labels["decoding"],
+        "replicate": int(labels.get("replicate") or 0),
         "sweep": first.get("sweep"),
         "settings": first.get("settings"),
         "generation_config": first.get("generation_config"),
@@ -112,9 +116,11 @@ if "snakemake" in globals():
 
     log_to(snakemake.log[0])
     p = snakemake.params
+    w = snakemake.wildcards
     run(
         snakemake.input.predictions, snakemake.input.test, snakemake.output.summary, snakemake.output.per_example,
         p.bleu, p.rouge, p.bertscore, p.seed, p.device, snakemake.threads,
+        labels={"model": w.model, "variant": w.variant, "decoding": w.decoding, "replicate": int(w.rep)},
     )
 elif __name__ == "__main__":
     main()

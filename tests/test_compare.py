@@ -103,3 +103,14 @@ def test_a_monte_carlo_p_value_at_the_floor_is_redrawn_until_holm_can_decide_it(
     weak = table[table.in_holm_family & (table.metric == "bleu") & (table.p_value > 0.02)]
     assert len(weak) and set(weak.p_resamples) == {500} and weak.settled.all()
     assert (table[table.in_holm_family & (table.metric != "bleu")].p_resamples == 0).all()
+
+
+def test_compare_says_how_far_it_is(mini_study):
+    """Issue 18: statistics.resamples: 10**9 ran without a bound or a word; the schema bounds it now, and a
+    long comparison logs its progress."""
+    s, logged = mini_study, []
+    table = compare.compare(s["summaries"], s["perplexities"], s["test"], {"tokenize": "13a"}, s["statistics"],
+                            log=logged.append)
+    assert logged[0] == f"{len(table)} comparisons, 500 resamples each"
+    progress = [line for line in logged if line.startswith("compared ")]
+    assert 5 <= len(progress) <= 12 and progress[-1] == f"compared {len(table)} of {len(table)}"

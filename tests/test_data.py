@@ -357,3 +357,28 @@ def test_demo_tasks_are_valid_and_hold_duplicates():
     kept, report = data.validate(records, on_invalid="error", duplicates="drop")
     assert report["dropped"]["duplicate"] > 0  # "duplicates are left in, as in real data"
     assert len(kept) + report["dropped"]["duplicate"] == 300
+
+
+def test_prepare_data_warns_of_train_test_overlap_and_a_small_split(tmp_path, capsys):
+    """Issue 18: with duplicates: keep, 10 of 24 test prompts stood in training without a word anywhere."""
+    import importlib.util
+
+    from lmsweep.files import write_jsonl
+
+    spec = importlib.util.spec_from_file_location("prepare_data_script", data.__file__.replace(
+        "lmsweep/data.py", "prepare_data.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    source = tmp_path / "data.jsonl"
+    records = [{"instruction": f"Say {i % 20}.", "input": "", "output": f"{i % 20}"} for i in range(60)]
+    write_jsonl(source, records)  # every instruction three times
+    manifest = script.run(str(source), tmp_path / "train.jsonl", tmp_path / "test.jsonl", tmp_path / "m.json",
+                          seed=1, test_size=12, duplicates="keep")
+    out = capsys.readouterr().out
+    assert manifest["train_test_overlap"] > 0
+    assert (f"warning: {manifest['train_test_overlap']} of 12 test prompts (instruction and input) also stand in "
+            "the training split") in out
+    assert "warning: the test split has 12 records: intervals are wide" in out
+    with pytest.raises(data.DatasetError, match=r"dataset.test_size=0.05 gives 3 test records; at least 8"):
+        script.run(str(source), tmp_path / "train.jsonl", tmp_path / "test.jsonl", tmp_path / "m.json", seed=1,
+                   test_size=0.05, duplicates="keep")

@@ -197,7 +197,9 @@ def test_killed_scoring_leaves_no_output_and_its_rerun_writes_the_same_bytes(tmp
     write_jsonl(tmp_path / "predictions.jsonl", [
         {"id": i, "prediction": p, "reference": r} for i, (p, r) in enumerate(zip(predictions, references), start=1)
     ])
-    write_jsonl(tmp_path / "test.jsonl", [{"id": i, **r} for i, r in enumerate(tasks, start=1)])
+    # the references are the test split's answers (scoring takes them from the split)
+    write_jsonl(tmp_path / "test.jsonl", [{"id": i, **r, "output": ref}
+                                          for i, (r, ref) in enumerate(zip(tasks, references), start=1)])
 
     def score(folder: Path, log: Path) -> subprocess.Popen:
         return start(
@@ -343,3 +345,26 @@ def test_oom_at_batch_size_one_is_an_error_not_a_loop(tiny_llama, monkeypatch):
         "out of memory on a batch of 3: retrying with batch size 2",
         "out of memory on a batch of 2: retrying with batch size 1",
     ]
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
+def test_outputs_get_the_modes_the_umask_gives_any_new_file(tmp_path, mask):
+    """Issue 18: every output was 0600 and every folder 0700 whatever the umask (tempfile's modes, kept by the
+    rename), so a study folder shared by a group was unreadable to it."""
+    import os
+
+    from lmsweep.files import atomic_path, write_json
+
+    old = os.umask(mask)
+    try:
+        write_json(tmp_path / "summary.json", {"a": 1})
+        with atomic_path(tmp_path / "adapter", is_dir=True) as tmp:
+            (tmp / "weights").write_text("w")
+        (tmp_path / "plain.txt").write_text("x")
+        (tmp_path / "plain").mkdir()
+    finally:
+        os.umask(old)
+    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == (tmp_path / "plain.txt").stat().st_mode & 0o777
+    assert (tmp_path / "adapter").stat().st_mode & 0o777 == 0o777 & ~mask
+    assert (tmp_path / "adapter").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777

@@ -25,7 +25,7 @@ def built(mini_study, tmp_path_factory):
         info.update(generation_config={**summary["settings"], "top_p": 1.0}, sampling="per-example",
                     overridden_model_defaults={"top_p": {"model": 0.9, "used": 1.0}} if summary["model"] == "m1" else {},
                     seconds={"generate": 2.0 if summary["decoding"] == "num_beams_2" else 1.0}, new_tokens=120,
-                    batch_sizes=[30])
+                    batch_sizes=[30], n_examples=30, hit_max_new_tokens=0, prompts_cut=0)
         info_path = out / f"{summary['model']}.{summary['variant']}.{summary['decoding']}.{summary['replicate']}.json"
         info_path.write_text(json.dumps(info))
         infos.append(info_path)
@@ -178,3 +178,32 @@ def test_the_configs_whose_answers_depend_on_the_batch_are_named_beside_their_ta
     assert note.startswith("Answers of `num_beams_4` depend on which prompts share their batch")
     assert "baseline" not in note and "beam_search_4" not in note and "batch sizes of these runs: 6, 12, 24" in note
     assert report.batch_dependence_note({"decoding": {"baseline": record["decoding"]["baseline"]}}) == ""
+
+
+def test_what_makes_the_numbers_doubtful_is_said_at_the_top_of_the_report(built):
+    """Issue 18: train/test overlap, a small split, cut prompts were silent or only in the provenance JSON."""
+    _, scores, comparisons = built
+    record = {"n_test": 12, "train_test_overlap": 10,
+              "models": {"m1": {"lengths": {"truncated": 3, "examples": 100, "max_length": 128}}},
+              "perplexity": {"m1/finetuned": {"answers_cut": 1, "bytes_cut": 15000}}}
+    infos = [{"model": "m1", "variant": "finetuned", "decoding": "baseline", "prompts_cut": 4, "n_examples": 12}]
+    hit = scores.copy()
+    hit.loc[hit.metric == "hit_max_new_tokens", "value"] = 0.5
+    unsettled = comparisons.copy()
+    unsettled.loc[unsettled.in_holm_family.astype(bool).idxmax(), "settled"] = False
+    said = " ".join(findings.study_warnings(record, hit, unsettled, infos))
+    for text in ("10 of 12 test prompts (instruction and input) also stand in the training split",
+                 "the test split has 12 records", "up to 4 of 12 prompts in a run", "m1/finetuned/baseline",
+                 "stopped more than 10% of their answers at max_new_tokens", "cut 3 of 100 training examples",
+                 "15,000 bytes left out of bits per byte", "1 Monte-Carlo test(s) could not be decided"):
+        assert text.lower() in said.lower(), text
+    assert findings.study_warnings({"n_test": 200, "train_test_overlap": 0}, scores, comparisons, []) == []
+    md = built[0]["markdown"].read_text()
+    assert "### Read these numbers with care" in md and "cut 3 of 100 training examples" in md
+
+
+def test_a_cell_holding_a_pipe_or_a_line_break_keeps_the_markdown_table_whole():
+    frame = pd.DataFrame({"answer": ["a | b", "two\nlines", "plain"], "score": [0.5, 0.25, 1.0]})
+    lines = report.markdown_table(frame).splitlines()
+    assert len(lines) == 2 + 3  # header, rule, one line per row
+    assert all(line.replace("\\|", "").count("|") == 3 for line in lines), lines

@@ -35,6 +35,28 @@ def test_a_pickled_checkpoint_is_refused(tiny_model, tmp_path):
     assert models.load_base_model(str(tiny_model), "cpu").config.model_type == "llama"
 
 
+def test_an_adapter_folder_holding_only_a_pickle_is_refused_by_path(tiny_model, tmp_path):
+    """Issue 18: PEFT loaded an adapter_model.bin (torch.load) when no safetensors file was there."""
+    import shutil
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file
+
+    adapter = tmp_path / "adapter"
+    peft_model = get_peft_model(models.load_base_model(str(tiny_model), "cpu"),
+                                LoraConfig(r=2, target_modules=["q_proj"]))
+    peft_model.save_pretrained(adapter)
+    assert models.load_for_inference(str(tiny_model), str(adapter), "cpu") is not None  # safetensors: loads
+    pickled = tmp_path / "pickled"
+    shutil.copytree(adapter, pickled)
+    torch.save(load_file(pickled / "adapter_model.safetensors"), pickled / "adapter_model.bin")
+    (pickled / "adapter_model.safetensors").unlink()
+    with pytest.raises(models.ModelSetupError, match=r"adapter .*pickled holds no adapter_model.safetensors \(only "
+                                                     r"adapter_model.bin: pickle files, which lmsweep never loads\)"):
+        models.load_for_inference(str(tiny_model), str(pickled), "cpu")
+
+
 def test_remote_code_is_off_by_default_in_the_schema_and_the_study():
     import yaml
     from pathlib import Path

@@ -10,6 +10,7 @@ other prompts like these; `replicate_sd` beside them says how much it moves
 with the sampling seed alone.
 """
 
+import math
 from dataclasses import dataclass, field
 
 from lmsweep import checks
@@ -69,45 +70,81 @@ def versions_text(versions: dict) -> str:
     return ";".join(f"{k}={v}" for k, v in sorted((versions or {}).items()) if v)
 
 
-def load_runs(summary_files, test_path) -> dict:
-    """{(model, variant, decoding): Run}, every file checked against the test split.
+# Where each per-example number can lie; anything else is a damaged or edited file, not a score.
+PER_EXAMPLE_RANGES = {"bleu": (0.0, 100.0), "rouge_l": (0.0, 1.0), "bertscore_f1": (-1.0, 1.0)}
+PERPLEXITY_RANGES = {"nll": (0.0, math.inf), "tokens": (1, math.inf), "nll_text": (0.0, math.inf),
+                     "bytes": (1, math.inf), "words": (1, math.inf)}
+
+
+def load_runs(summary_files, test_path, bertscore_rescaled: bool = False) -> dict:
+    """{(model, variant, decoding): Run}, every file checked against the test split and its own path.
 
     The per-example CSV of a summary lies beside it (`<stem>.per_example.csv`).
+    A run's labels come from the path (results/score/<model>/<variant>/<decoding>/rep<r>.json), which
+    Snakemake made; the references, from the test split. Rescaled BERTScore (bertscore_rescaled) can lie
+    below -1.
     """
     from lmsweep.stats import repeated_ngram_rate
 
-    ids = checks.test_ids(test_path)
+    records = checks.test_records(test_path)
+    ids = list(records)
+    ranges = {**PER_EXAMPLE_RANGES, **({"bertscore_f1": (-math.inf, 1.0)} if bertscore_rescaled else {})}
     runs = {}
-    for path in sorted(summary_files):
-        summary = checks.read_json_checked(path, ["model", "variant", "decoding", "metrics", "n_examples"])
+    for path in sorted(checks.distinct(summary_files, "score summaries")):
+        labels = checks.labels_of(path, "score")
+        summary = checks.read_json_checked(path, ["metrics", "n_examples"])
+        checks.check_labels(path, summary, labels)
         if summary["n_examples"] != len(ids):
             raise checks.IntermediateFileError(
                 f"{path} scored {summary['n_examples']} examples; {test_path} has {len(ids)}: {checks.fix(path)}"
             )
         table_path = str(path).removesuffix(".json") + ".per_example.csv"
         table = checks.read_table(table_path, ids, numeric=METRICS, text=("prediction", "reference"),
-                                  test_path=test_path).sort_values("id").reset_index(drop=True)
+                                  test_path=test_path, ranges=ranges).sort_values("id").reset_index(drop=True)
+        wrong = [i for i, ref in zip(table.id, table.reference) if ref != records[i]["output"]]
+        if wrong:
+            raise checks.IntermediateFileError(
+                f"{table_path}: the reference of test id(s) {', '.join(map(str, wrong[:5]))} is not the test split's "
+                f"answer in {test_path}; the file was edited or made from another split: {checks.fix(table_path)}"
+            )
         table["empty"] = [float(not p.strip()) for p in table.prediction]
         hit = table["hit_max_new_tokens"] if "hit_max_new_tokens" in table else [False] * len(table)
         table["hit_max_new_tokens"] = [float(str(h).lower() == "true") for h in hit]
         table["repeated_3gram_rate"] = [repeated_ngram_rate(p, 3) for p in table.prediction]
-        run = runs.setdefault((summary["model"], summary["variant"], summary["decoding"]),
-                              Run(summary["model"], summary["variant"], summary["decoding"]))
-        run.summaries.append(summary)
+        sweep = summary.get("sweep")
+        if sweep is not None:
+            from lmsweep.decoding import config_name
+
+            if not (isinstance(sweep, list) and len(sweep) == 2 and config_name(*sweep) == labels["decoding"]):
+                raise checks.IntermediateFileError(
+                    f"{path}: its sweep {sweep!r} does not name the decoding config of its path, "
+                    f"{labels['decoding']!r}; the file was edited or moved: {checks.fix(path)}"
+                )
+        key = (labels["model"], labels["variant"], labels["decoding"])
+        run = runs.setdefault(key, Run(*key))
+        run.summaries.append({**summary, **labels})
         run.tables.append(table)
     return runs
 
 
 def load_perplexities(summary_files, test_path) -> dict:
-    """{(model, variant): (summary, per-example table by id)}, checked against the test split."""
+    """{(model, variant): (summary, per-example table by id)}, checked against the test split and its path."""
     ids = checks.test_ids(test_path)
     out = {}
-    for path in sorted(summary_files):
-        summary = checks.read_json_checked(path, ["model", "variant", "perplexity", "n_examples"])
+    for path in sorted(checks.distinct(summary_files, "perplexity summaries")):
+        labels = checks.labels_of(path, "perplexity")
+        summary = checks.read_json_checked(path, ["perplexity", "n_examples"])
+        checks.check_labels(path, summary, labels)
         table_path = str(path).removesuffix(".json") + ".per_example.csv"
-        table = checks.read_table(table_path, ids, numeric=("nll", "tokens", "nll_text", "bytes", "words"),
-                                  test_path=test_path).sort_values("id").reset_index(drop=True)
-        out[(summary["model"], summary["variant"])] = (summary, table)
+        table = checks.read_table(table_path, ids, numeric=tuple(PERPLEXITY_RANGES), test_path=test_path,
+                                  ranges=PERPLEXITY_RANGES).sort_values("id").reset_index(drop=True)
+        over = table.nll_text > table.nll + 1e-6
+        if over.any():
+            raise checks.IntermediateFileError(
+                f"{table_path}: nll_text exceeds nll for test id(s) {', '.join(map(str, table.id[over][:5]))}; the "
+                f"answer's own tokens cannot lose more than the answer and its EOS: {checks.fix(table_path)}"
+            )
+        out[(labels["model"], labels["variant"])] = ({**summary, **labels}, table)
     return out
 
 
@@ -175,13 +212,18 @@ def perplexity_rows(summary: dict, table, statistics: dict) -> list:
     } for metric, result in results.items()]
 
 
-def aggregate(score_files, perplexity_files, test_path, bleu: dict, statistics: dict):
+def aggregate(score_files, perplexity_files, test_path, bleu: dict, statistics: dict, bertscore_rescaled=False):
     """The tidy table: one row per (model, variant, decoding, metric)."""
     import pandas as pd
 
     rows = []
-    for run in load_runs(score_files, test_path).values():
+    runs = load_runs(score_files, test_path, bertscore_rescaled)
+    print(f"{len(runs)} runs, {statistics['resamples']} bootstrap resamples per interval", flush=True)
+    step = max(1, len(runs) // 10)
+    for done, run in enumerate(runs.values(), start=1):
         rows += run_rows(run, bleu.get("tokenize", "13a"), statistics)
+        if done % step == 0 or done == len(runs):
+            print(f"intervals of {done} of {len(runs)} runs", flush=True)
     for summary, table in load_perplexities(perplexity_files, test_path).values():
         rows += perplexity_rows(summary, table, statistics)
     table = pd.DataFrame(rows, columns=COLUMNS)
@@ -196,6 +238,7 @@ def add_run_arguments(parser) -> None:
     parser.add_argument("--scores", nargs="+", required=True, type=existing_path, help="summary JSON files from score")
     parser.add_argument("--perplexities", nargs="*", default=[], type=existing_path, help="JSON files from perplexity")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--bertscore-rescaled", action="store_true", help="BERTScore was rescaled with its baseline")
     add_statistics_arguments(parser)
 
 

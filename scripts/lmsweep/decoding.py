@@ -20,6 +20,8 @@ PARAMETERS = {
     "max_new_tokens": int,
 }
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Labels the tables give rows that are not decoding configs: perplexity is teacher forced.
+RESERVED = {"teacher_forced": "scores.csv and the report label the perplexity rows teacher_forced"}
 
 
 class DecodingError(ValueError):
@@ -122,6 +124,9 @@ def _expand(section: dict):
     # A problem every config inherits from the baseline is said once, for the baseline.
     inherited = settings_problem(baseline)
     for name, settings in configs.items():
+        if name in RESERVED:
+            found.append(f"decoding config name {name!r} is reserved ({RESERVED[name]}); choose another name")
+            continue
         if not NAME.match(name) or ".." in name:
             found.append(
                 f"decoding config name {name!r} is not allowed: use letters, digits, '_', '-' "

@@ -44,17 +44,31 @@ def library_versions(packages=TRACKED_PACKAGES) -> dict:
     return out
 
 
+def umask() -> int:
+    """The process's file mode creation mask (reading it means setting it: set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path, is_dir: bool = False):
-    """Yield a temporary path beside `path`; on success rename it onto `path`."""
+    """Yield a temporary path beside `path`; on success rename it onto `path`.
+
+    The temporary file or folder gets the mode any new file gets under the
+    umask (tempfile makes them 0600 and 0700, which the rename would keep: a
+    study folder shared by a group would be unreadable to it).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if is_dir:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp.chmod(0o777 & ~umask())
     else:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         tmp = Path(name)
+        tmp.chmod(0o666 & ~umask())
     try:
         yield tmp
         if is_dir and path.exists():

@@ -1,7 +1,8 @@
 """Where every number of the report came from: data, adapters, decoding as it ran, metrics, versions."""
 
-import json
 from pathlib import Path
+
+from lmsweep import checks
 
 # bert-score 0.3.13 writes the version of its previous release into its own hash code.
 BERTSCORE_HASH_NOTE = (
@@ -13,7 +14,9 @@ BERTSCORE_HASH_NOTE = (
 def adapters_info(adapters) -> dict:
     models = {}
     for adapter in adapters:
-        info = json.loads((Path(adapter) / "training_info.json").read_text())
+        info = checks.read_json_checked(Path(adapter) / "training_info.json",
+                                        ["model", "settings", "target_modules", "global_step", "train_loss"],
+                                        rebuild=adapter)
         settings = info["settings"]
         models[info["model"]] = {
             "base_model": settings["base_model"],
@@ -32,6 +35,16 @@ def adapters_info(adapters) -> dict:
     return models
 
 
+GENERATION_INFO_KEYS = ["model", "variant", "decoding", "settings", "generation_config", "seconds", "new_tokens",
+                        "n_examples", "hit_max_new_tokens", "prompts_cut"]
+
+
+def read_generation_info(paths) -> list:
+    """Every generate job's <run>.info.json, checked (its fix rebuilds the predictions beside it)."""
+    return [checks.read_json_checked(p, GENERATION_INFO_KEYS, rebuild=str(p).removesuffix(".info.json") + ".jsonl")
+            for p in paths]
+
+
 def generation_records(infos) -> dict:
     """Per decoding config: the study's settings, and per model the effective generation config as it ran."""
     configs = {}
@@ -48,16 +61,29 @@ def generation_records(infos) -> dict:
     return configs
 
 
+def perplexity_records(paths) -> dict:
+    """Per (model/variant): how much of the reference answers perplexity could score (a context cuts them)."""
+    out = {}
+    for path in paths:
+        labels = checks.labels_of(path, "perplexity")
+        summary = checks.read_json_checked(path, ["n_examples"])
+        out[f"{labels['model']}/{labels['variant']}"] = {
+            "answers_cut": summary.get("answers_cut", 0), "bytes_cut": summary.get("bytes_cut", 0),
+            "answer_bytes": summary.get("answer_bytes"), "n_examples": summary["n_examples"],
+        }
+    return out
+
+
 def provenance(manifest_path, adapters, summaries, generation_info, dataset: dict, baseline: dict, seed: int,
-               statistics: dict | None = None, warm_start: bool = False) -> dict:
-    manifest = json.loads(Path(manifest_path).read_text())
+               statistics: dict | None = None, warm_start: bool = False, perplexities=()) -> dict:
+    manifest = checks.read_json_checked(manifest_path, ["sha256", "dropped", "n_train", "n_test"])
     signatures, versions = {}, {}
     for path in summaries:
-        summary = json.loads(Path(path).read_text())
+        summary = checks.read_json_checked(path, ["metrics", "versions"])
         for metric, result in summary["metrics"].items():
             signatures[metric] = result["signature"]
         versions = summary["versions"]
-    infos = [json.loads(Path(p).read_text()) for p in generation_info]
+    infos = read_generation_info(generation_info)
     return {
         "dataset": dataset["source"],
         "read": manifest.get("read"),
@@ -65,6 +91,8 @@ def provenance(manifest_path, adapters, summaries, generation_info, dataset: dic
         "dropped_records": manifest["dropped"],
         "n_train": manifest["n_train"],
         "n_test": manifest["n_test"],
+        "train_test_overlap": manifest.get("train_test_overlap", 0),
+        "perplexity": perplexity_records(perplexities),
         "seed": seed,
         "baseline": baseline,
         "decoding": generation_records(infos),

@@ -68,7 +68,7 @@ class Document:
             elif kind == "bullets":
                 out += [f"- {item}" for item in block[1]] + [""]
             elif kind == "table":
-                out += [block[1].to_markdown(index=False), ""] + ([block[2], ""] if block[2] else [])
+                out += [markdown_table(block[1]), ""] + ([block[2], ""] if block[2] else [])
             elif kind == "image":
                 out += [f"![{block[2]}]({block[1].name})", ""]
             elif kind == "code":
@@ -103,6 +103,18 @@ class Document:
                 parts.append(f"<pre>{html.escape(block[1])}</pre>")
         parts.append("</body></html>")
         return "\n".join(parts)
+
+
+def markdown_cell(value) -> str:
+    """A table cell as Markdown reads it: '|' escaped, line breaks as spaces (an answer may hold both)."""
+    if not isinstance(value, str):
+        return value
+    return value.replace("\\", "\\\\").replace("|", "\\|").replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+
+
+def markdown_table(frame) -> str:
+    """`frame` as a Markdown table whose cells cannot break it."""
+    return frame.map(markdown_cell).rename(columns=markdown_cell).to_markdown(index=False)
 
 
 def inline(text: str) -> str:
@@ -228,7 +240,7 @@ def overridden_notes(record: dict) -> list:
 
 
 def build(scores_csv, comparisons_csv, record: dict, out_dir, runs: dict | None = None, generation_info=(),
-          benchmark_files=()) -> dict:
+          benchmark_files=(), sweep_parameters=None) -> dict:
     """Write report.md, report.html, runtime.csv and the plots to `out_dir`; return their paths."""
     import pandas as pd
 
@@ -236,12 +248,16 @@ def build(scores_csv, comparisons_csv, record: dict, out_dir, runs: dict | None 
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    scores = pd.read_csv(scores_csv)
-    comparisons = pd.read_csv(comparisons_csv)
+    from lmsweep.checks import read_csv_checked
+    from lmsweep.provenance import read_generation_info
+
+    scores = read_csv_checked(scores_csv, ["model", "variant", "decoding", "metric", "value", "ci_low", "ci_high"])
+    comparisons = read_csv_checked(comparisons_csv, ["family", "metric", "in_holm_family", "p_value", "significant"])
     runs = runs or {}
-    infos = [json.loads(Path(p).read_text()) for p in generation_info]
+    infos = read_generation_info(generation_info)
     baseline = record["baseline"]
-    parameters = sorted(p for p in scores.sweep_parameter.dropna().unique())
+    # The plots the rule declares: the config's sweeps (scores.csv holds the same, checked by aggregate).
+    parameters = sorted(sweep_parameters if sweep_parameters is not None else scores.sweep_parameter.dropna().unique())
     doc = Document()
 
     models = sorted(scores.model.unique())
@@ -257,6 +273,10 @@ def build(scores_csv, comparisons_csv, record: dict, out_dir, runs: dict | None 
     doc.bullets(HOW_TO_READ)
     doc.paragraph(findings.holm_bar(comparisons, (record.get("statistics") or {}).get("alpha", 0.05),
                                     record["n_test"]))
+    warnings = findings.study_warnings(record, scores, comparisons, infos)
+    if warnings:
+        doc.heading(3, "Read these numbers with care")
+        doc.bullets(warnings)
 
     doc.heading(2, "The answers")
     doc.heading(3, "Which model is best (fine-tuned, baseline decoding)")
