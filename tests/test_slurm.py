@@ -38,7 +38,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "tests" / "slurm"
 # The rules that stay on the submit host (localrules in the Snakefile); `all` is local by nature.
-LOCAL_RULES = {"prefetch", "prepare_data", "build_tiny_model", "aggregate", "compare", "report", "all"}
+LOCAL_RULES = {"prefetch", "prepare_data", "build_tiny_model", "check_scores", "aggregate", "compare", "report", "all"}
 # The job made to fail: the last of its chain, so the rerun has one SLURM job to do.
 FAULTY_JOB = "rule_score_wildcards_tiny_llama_finetuned_top_k_10_0"
 FAULT = "score.py:results/score/tiny_llama/finetuned/top_k_10/rep0.json"  # script:output of the job
@@ -244,8 +244,8 @@ def test_a_failing_job_stops_the_run_nonzero_in_bounded_time(slurm_run):
 def test_the_rerun_finishes_only_what_the_failure_left(slurm_run):
     # keep-going: everything independent of the failed job was done in the failing run.
     assert slurm_run.left == {
-        ("score", "tiny_llama_finetuned_top_k_10_0"): 1, ("aggregate", ""): 1, ("compare", ""): 1, ("report", ""): 1,
-        ("all", ""): 1,
+        ("score", "tiny_llama_finetuned_top_k_10_0"): 1, ("check_scores", ""): 1, ("aggregate", ""): 1,
+        ("compare", ""): 1, ("report", ""): 1, ("all", ""): 1,
     }
     assert (slurm_run.workdir / FAULT.split(":")[1]).exists()
     assert "Nothing to be done" in snakemake(slurm_run.workdir, "--dry-run", env=clean_env()).text
@@ -259,10 +259,12 @@ def test_every_cluster_job_completed_once_on_slurm_and_local_rules_stayed_local(
     completed = collections.Counter(r["comment"] for r in slurm_run.rows if r["state"] == "COMPLETED")
     assert completed == remote
     planned_local = {rule for rule, _ in slurm_run.planned if rule in LOCAL_RULES}
-    assert planned_local == {"prepare_data", "build_tiny_model", "aggregate", "compare", "report", "all"}
+    assert planned_local == {"prepare_data", "build_tiny_model", "check_scores", "aggregate", "compare", "report",
+                             "all"}
     ran_local = set(re.findall(r"^localrule (\w+):$", slurm_run.failing.text + slurm_run.rerun.text, re.M))
     assert ran_local == planned_local
-    assert not {c for c in completed if re.match(r"rule_(prepare_data|build_tiny_model|aggregate|compare|report)", c)}
+    assert not {c for c in completed
+                if re.match(r"rule_(prepare_data|build_tiny_model|check_scores|aggregate|compare|report)", c)}
 
 
 @pytest.mark.slurm
@@ -278,8 +280,8 @@ def test_cluster_jobs_ran_offline_on_the_configured_cache(slurm_run):
     on_nodes = [r for r in slurm_run.records if r["SLURM_JOB_ID"]]
     here = [r for r in slurm_run.records if not r["SLURM_JOB_ID"]]
     assert {r["script"] for r in on_nodes} == {"finetune.py", "generate.py", "score.py", "perplexity.py"}
-    assert {r["script"] for r in here} == {"prepare_data.py", "build_tiny_model.py", "aggregate.py", "compare.py",
-                                           "report.py"}
+    assert {r["script"] for r in here} == {"prepare_data.py", "build_tiny_model.py", "check_scores.py", "aggregate.py",
+                                           "compare.py", "report.py"}
     for record in on_nodes:
         assert all(record[var] == "1" for var in OFFLINE_VARS), record
     for record in slurm_run.records:
