@@ -1,6 +1,6 @@
 """What the benchmarks share: the study's architectures with random weights, Alpaca-like records, a GPU busy meter.
 
-No weights can be downloaded on the lent GPU machines, so each model is a real
+The GPU host is offline (no weights can be downloaded), so each model is a real
 architecture from its published configuration with random (seeded) weights,
 written to a folder and loaded through lmsweep's own loaders, as the workflow
 loads a Hub model. The tokenizer is lmsweep's byte-level BPE (lmsweep.tiny),
@@ -112,6 +112,31 @@ def random_adapter(base: Path, folder: Path, targets, r: int = 16, seed: int = 0
     model.peft_config["default"].base_model_name_or_path = str(base)
     model.peft_config["default"].save_pretrained(folder)
     return folder
+
+
+def load_settings(load_in_4bit: bool = False, weights: str = "as_trained", merged_folder: bool = False):
+    """How a bench loads a model (lmsweep.settings.Load): a local folder, NF4 with double quantization and
+    bf16 compute when `load_in_4bit`, as config.yaml's quantization."""
+    from lmsweep.settings import Load, Quantization
+
+    return Load(revision=None, snapshot=None, source=None, trust_remote_code=False,
+                quantization=Quantization(load_in_4bit=load_in_4bit, quant_type="nf4", double_quant=True,
+                                          compute_dtype="bfloat16"),
+                weights=weights, merged_folder=merged_folder, merged_from_4bit=False)
+
+
+def show_logs(stream=None) -> None:
+    """lmsweep's log lines (its modules log through `logging`) on `stream` (default: stdout), as a job's log
+    shows them: the message alone, "warning: " before a warning."""
+    import logging
+
+    from lmsweep.runtime.logs import Formatter
+
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(Formatter("%(message)s"))
+    logger = logging.getLogger("lmsweep")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 @contextlib.contextmanager

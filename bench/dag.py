@@ -100,10 +100,11 @@ def _descendants(pid: int) -> list:
         return []
 
 
-def run_snakemake(command, log, work: Path, timeout: float, stall_s: float = 120):
+def run_snakemake(command, log, work: Path, timeout: float | None, stall_s: float = 120):
     """Run snakemake, printing the newest job log line every 30 s. When nothing under the study folder
-    changed for stall_s seconds, and again before the time-out, every job process writes its Python
-    stacks to its log (SIGUSR2, lmsweep.warm.stacks_on_signal). Returns the exit code or "timeout"."""
+    changed for stall_s seconds, and again before the time-out (None: none), every job process writes its
+    Python stacks to its log (SIGUSR2, lmsweep.runtime.warm_protocol.stacks_on_signal). Returns the exit
+    code or "timeout"."""
     import signal
 
     proc = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -132,7 +133,7 @@ def run_snakemake(command, log, work: Path, timeout: float, stall_s: float = 120
         if not dumped and last is not None and time.time() - last.stat().st_mtime > stall_s:
             dumped = True
             dump(f"nothing written for {stall_s:.0f} s")
-        if elapsed > timeout:
+        if timeout is not None and elapsed > timeout:
             dump("time-out")
             time.sleep(5)
             os.killpg(proc.pid, signal.SIGTERM)
@@ -171,7 +172,8 @@ def main(argv=None) -> None:
                         help="folders of the other benches' JSON, for the estimate (bench/study.py --results)")
     parser.add_argument("--cpu", action="store_true", help="no GPU: 4-bit off, MiniLM for BERTScore")
     parser.add_argument("--cold", action="store_true", help="warm_start: false (every job its own process)")
-    parser.add_argument("--timeout", type=int, default=540, help="seconds before snakemake is stopped")
+    parser.add_argument("--timeout", type=int, default=None,
+                        help="seconds before snakemake is stopped (default: no limit)")
     args = parser.parse_args(argv)
 
     out = common.out_dir()

@@ -64,6 +64,7 @@ def device_calls():
 
 def run_variant(args) -> None:
     """One variant in this (fresh) process: load, then generate() twice; one JSON line per call on stdout."""
+    common.show_logs(sys.stderr)  # lmsweep's log lines on stderr: stdout carries the rows
     with common.cudnn_attention() if args.variant == "cudnn" else contextlib.nullcontext():
         measure_variant(args)
 
@@ -72,9 +73,8 @@ def measure_variant(args) -> None:
     from lmsweep.models import load_for_step
 
     started = time.perf_counter()
-    load = {"revision": None, "trust_remote_code": False, "quantization": {"load_in_4bit": False}}
-    model, tokenizer, device = load_for_step(str(args.model), None, load, "cpu" if args.cpu else "cuda", threads=8,
-                                             seed=0, padding_side="left")
+    model, tokenizer, device = load_for_step(str(args.model), None, common.load_settings(),
+                                             "cpu" if args.cpu else "cuda", threads=8, seed=0, padding_side="left")
     import torch
 
     from lmsweep.generation import generate
@@ -88,8 +88,7 @@ def measure_variant(args) -> None:
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         with common.BusyMeter() as meter:
-            out = generate(model, tokenizer, prompts, settings, "auto", seed=1, generation_config=config,
-                           log=lambda m: print(m, file=sys.stderr))
+            out = generate(model, tokenizer, prompts, settings, "auto", seed=1, generation_config=config)
         after = device_calls()
         batch = max(r["batch_size"] for r in out)
         tokens = sum(r["new_tokens"] for r in out)
@@ -151,7 +150,8 @@ def main(argv=None) -> None:
     parser.add_argument("--profile", default="", help="variants to profile (comma-separated)")
     parser.add_argument("--calls", type=int, default=2, help="generate() calls per process")
     parser.add_argument("--work", type=Path, default=Path("/tmp/lmsweep-bench"), help="model folders")
-    parser.add_argument("--timeout", type=int, default=240, help="seconds for one variant's process")
+    parser.add_argument("--timeout", type=int, default=None,
+                        help="seconds for one variant's process (default: no limit)")
     parser.add_argument("--cpu", action="store_true", help="no GPU (checks the code)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)

@@ -22,6 +22,7 @@ merged weights move it. Prints a table and writes OUT/bench_generate_<shape>.jso
 """
 
 import argparse
+import dataclasses
 import gc
 import sys
 import time
@@ -36,13 +37,14 @@ def run_path(results, label, base, adapter, load, merge, prompts, settings_list,
              perplexity_records, library_sampling=False, old_sampling=False):
     import torch
 
+    from lmsweep.answer_nll import answer_nll, perplexity
     from lmsweep.generation import generate
     from lmsweep.models import load_for_step
-    from lmsweep.perplexity import answer_nll, perplexity
 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
+    load = dataclasses.replace(load, weights="merged" if merge else "as_trained")
     model, tokenizer, _ = load_for_step(str(base), str(adapter), load, device, threads=8, seed=0,
                                         padding_side="left", merge=merge)
     load_s = time.perf_counter() - started
@@ -56,7 +58,8 @@ def run_path(results, label, base, adapter, load, merge, prompts, settings_list,
         del model
         gc.collect()
         started = time.perf_counter()
-        plain = {**load, "quantization": {"load_in_4bit": False}}
+        plain = dataclasses.replace(load, quantization=dataclasses.replace(load.quantization, load_in_4bit=False),
+                                    merged_folder=True, merged_from_4bit=load.quantization.load_in_4bit)
         model, tokenizer, _ = load_for_step(str(folder), None, plain, device, threads=8, seed=0, padding_side="left")
         load_s = time.perf_counter() - started
     from lmsweep import sampling
@@ -92,7 +95,7 @@ def run_path(results, label, base, adapter, load, merge, prompts, settings_list,
     started = time.perf_counter()
     nll = answer_nll(model, tokenizer, perplexity_records, batch_size=16)
     results.data.setdefault("perplexity_s_per_record", {})[label] = (time.perf_counter() - started) / len(nll)
-    value = perplexity(nll)
+    value = perplexity([r.nll for r in nll], [r.tokens for r in nll])
     del model
     gc.collect()
     if torch.cuda.is_available():
@@ -111,6 +114,7 @@ def main(argv=None) -> None:
     parser.add_argument("--skip-beams", action="store_true")
     parser.add_argument("--skip-old", action="store_true", help="the new path only")
     args = parser.parse_args(argv)
+    common.show_logs()
 
     from lmsweep.models import LORA_TARGETS
 
@@ -122,9 +126,7 @@ def main(argv=None) -> None:
     if not args.skip_beams:
         settings.append(("num_beams_8", {**SAMPLING, "num_beams": 8, "max_new_tokens": args.new_tokens}))
     device = "cpu" if args.cpu else "cuda"
-    quantization = {"load_in_4bit": not args.cpu, "quant_type": "nf4", "double_quant": True,
-                    "compute_dtype": "bfloat16"}
-    load = {"revision": None, "trust_remote_code": False, "quantization": quantization}
+    load = common.load_settings(load_in_4bit=not args.cpu)
     results = common.Results(common.out_dir() / f"bench_generate_{args.shape}.json", shape=args.shape,
                              command=" ".join(["python bench/generate.py", *(sys.argv[1:] if argv is None else argv)]))
     ppl_records = common.records(32, seed=3)
@@ -142,7 +144,7 @@ def main(argv=None) -> None:
         results.table(["path", "config", "prompts", "batch", "tokens_per_s", "ms_per_step", "gpu_busy", "load_s",
                        "peak_gib"])
         return
-    per_example = [abs(a - b) / max(abs(a), 1e-9) for (a, _), (b, _) in zip(old_nll, new_nll)]
+    per_example = [abs(a.nll - b.nll) / max(abs(a.nll), 1e-9) for a, b in zip(old_nll, new_nll)]
     results.data["perplexity"] = {"as_trained": old_ppl, "merged": new_ppl,
                                   "relative_difference": abs(new_ppl - old_ppl) / old_ppl,
                                   "largest_per_example_nll_difference": max(per_example)}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Packs what the lent GPU machine lacks into .gpu/site.tar.xz (about 17 MB), for bench/run_gpu.sh:
+# Packs the wheelhouse for an offline GPU host into .gpu/site.tar.xz (about 17 MB), for bench/run_gpu.sh:
 # our pins of transformers, peft, trl, datasets, bitsandbytes (its CUDA 13.0 library only), the scoring
-# packages, and snakemake with what it needs beyond the machine's image (pulp without its solver binaries:
-# run_gpu.sh's DAG stage schedules greedily). Run here, in the repository's root, with the venv active.
+# packages, and snakemake with what it needs beyond the host's own Python packages (torch, accelerate,
+# numpy, pandas; pulp without its solver binaries: run_gpu.sh's DAG stage schedules greedily). Run on a
+# machine with the internet, in the repository's root, with the venv active; copy .gpu/ to the host.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=(--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
@@ -11,7 +12,7 @@ work=$(mktemp -d)
 pins() { grep -E "^($1)==" requirements.txt; }
 {
     pins "transformers|peft|trl|datasets|bitsandbytes|bert-score|snakemake"
-    # their needs that the machine's image lacks (KINDS.md lists the image's packages)
+    # their needs that the host's Python lacks, at the versions this venv holds
     python - <<'EOF'
 import importlib.metadata as md
 for name in ("dill", "multiprocess", "nltk", "annotated-types", "argparse-dataclass", "conda-inject",
@@ -33,8 +34,7 @@ python -m pip install -q --no-deps --no-compile "${py[@]}" --target "$work/site"
 find "$work/site/bitsandbytes" -name 'libbitsandbytes_*.so' ! -name '*cuda130*' -delete
 rm -rf "$work/site/pulp/solverdir/cbc" "$work/site/bin"
 find "$work/site" -name __pycache__ -prune -exec rm -rf {} +
-mkdir -p .gpu
-grep -qx "/.gpu/" .git/info/exclude || echo "/.gpu/" >> .git/info/exclude
+mkdir -p .gpu  # ignored (.gitignore)
 tar -C "$work/site" -cJf .gpu/site.tar.xz .
 rm -rf "$work"
 ls -la .gpu/site.tar.xz

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# The measurements behind BENCHMARKS.md, on the lent GPU machine, in as few device calls as possible:
+# The measurements behind BENCHMARKS.md, on an offline GPU host, several stages per invocation:
 #
-#   bash bench/run_gpu.sh gen:llama2_7b train:llama2_7b score      # one call (about 9 minutes)
-#   bash bench/run_gpu.sh gen:mistral_7b gen:phi2                  # another
+#   bash bench/run_gpu.sh gen:llama2_7b train:llama2_7b score      # about 9 minutes on one H200
+#   bash bench/run_gpu.sh gen:mistral_7b gen:phi2                  # the other two models
 #   bash bench/run_gpu.sh dag                                      # the reduced study through snakemake
 #   bash bench/run_gpu.sh decode:llama2_7b decode:mistral_7b@cudnn,dynamic   # a job's first generate() call
 #
-# The packages the machine lacks travel packed in .gpu/site.tar.xz (bench/pack_site.sh; carry .gpu) or as
-# wheels in .whl/ (see BENCHMARKS.md). Each stage writes its JSON to $OUT as it measures, so a call cut at
-# its time limit still returns what it measured.
+# The packages the host's Python lacks come from a wheelhouse copied beside the repository: packed into
+# .gpu/site.tar.xz by bench/pack_site.sh, or as wheels in .whl/ (see BENCHMARKS.md). Each stage writes its
+# JSON to $OUT as it measures, so a stage cut at its time limit (STAGE_TIMEOUT) still leaves what it measured.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench-output}
@@ -22,7 +22,7 @@ elif ls .whl/*.whl >/dev/null 2>&1; then
     export PYTHONPATH=/tmp/site
 fi
 export PYTHONUNBUFFERED=1 OUT
-# NVLink multicast stays off on shared machines (the device tool's KINDS.md).
+# NVLink multicast off (NCCL's NVLS, symmetric memory, NVSHMEM): one-GPU measurements need none of it.
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 # One GPU for these measurements (a single training process that sees two is refused by TRL).
 export CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0}
@@ -39,7 +39,7 @@ for stage in "$@"; do
                   [ "$spec" != "${spec#*@}" ] && variants=${spec#*@}
                   (cd bench && timeout "${STAGE_TIMEOUT:-420}" python3 decode.py --shape "${spec%@*}" \
                     --prompts "${PROMPTS:-200}" --new-tokens "${NEW_TOKENS:-128}" --num-beams "${BEAMS:-1}" \
-                    --variants "$variants") ;;
+                    --variants "$variants" --timeout "${VARIANT_TIMEOUT:-240}") ;;
         train:*) (cd bench && timeout "${STAGE_TIMEOUT:-420}" python3 train.py --shape "${stage#train:}" \
                     --steps "${STEPS:-6}") ;;
         score) (cd bench && timeout "${STAGE_TIMEOUT:-420}" python3 score.py --pairs 200) ;;

@@ -58,13 +58,14 @@ def main(argv=None) -> None:
     parser.add_argument("--shapes", default="tiny,tiny_mistral,tiny_phi")
     parser.add_argument("--work", type=Path, default=Path("/tmp/lmsweep-bench"))
     args = parser.parse_args(argv)
+    common.show_logs()
     from lmsweep.models import load_for_step
 
     results = common.Results(common.out_dir() / "bench_syncs.json", command="python bench/syncs.py " + args.shapes)
     for shape in args.shapes.split(","):
         folder = common.build(shape, args.work / shape)
-        load = {"revision": None, "trust_remote_code": False, "quantization": {"load_in_4bit": False}}
-        model, tokenizer, _ = load_for_step(str(folder), None, load, "cuda", threads=4, seed=0, padding_side="left")
+        model, tokenizer, _ = load_for_step(str(folder), None, common.load_settings(), "cuda", threads=4, seed=0,
+                                            padding_side="left")
         prompts = common.records(16, seed=2)
         count_syncs(model, tokenizer, prompts, 4)  # warm-up
         short, long = count_syncs(model, tokenizer, prompts, 4), count_syncs(model, tokenizer, prompts, 12)

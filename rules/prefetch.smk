@@ -20,7 +20,6 @@ rule prefetch:
     conda:
         "../envs/train.yaml"
     params:
-        needed=hub_items(),
-        hf_home=config.get("hf_home"),
+        settings=settings_of("prefetch"),
     script:
         "../scripts/prefetch.py"

@@ -12,6 +12,13 @@ TINY_SIZE = {
 }
 
 
+def tiny_spec(architecture: str, **size):
+    """The typed build settings of a tiny model (lmsweep.settings.Build)."""
+    from lmsweep.settings import Build
+
+    return Build(architecture=architecture, **{**TINY_SIZE, **size})
+
+
 @pytest.fixture(scope="session")
 def demo_records():
     """Demo task records with 1-based ids, as data.validate() returns them."""
@@ -29,7 +36,7 @@ def build_tiny(tmp_path_factory):
     def build(architecture: str):
         if architecture not in built:
             built[architecture] = tmp_path_factory.mktemp(f"tiny_{architecture}")
-            tiny.build(architecture, texts, TINY_SIZE, seed=0, out_dir=built[architecture])
+            tiny.build(tiny_spec(architecture), texts, seed=0, out_dir=built[architecture])
         return built[architecture]
 
     return build
@@ -74,15 +81,17 @@ def mini_study(tmp_path_factory):
     mostly the references (m1 is best), m2's half of them, base answers are wrong; m1's top_k_10
     gives m1's baseline answers (identical runs); baseline and top_k_10 have 2 seed replicates.
     Metrics are computed by the real libraries (sacreBLEU, rouge-score); BERTScore stands in as
-    a fixed function of ROUGE-L (BERTScore's model is not what these tests test).
+    a fixed function of ROUGE-L (BERTScore's model is not what these tests test). The summaries are
+    the steps' own records (lmsweep.records), written by their one writer.
     """
-    import json
     import math
 
     import pandas as pd
 
-    from lmsweep import metrics
-    from lmsweep.files import write_jsonl
+    from lmsweep import answer_nll, metrics
+    from lmsweep.io import write_jsonl
+    from lmsweep.records import PerplexitySummary, ScoreSummary, per_example_path
+    from lmsweep.settings import Statistics
 
     folder = tmp_path_factory.mktemp("mini_study")
     tasks = [{"id": i, **r} for i, r in enumerate(make_tasks(n=30, seed=5), start=1)]
@@ -116,24 +125,23 @@ def mini_study(tmp_path_factory):
                     bleu = metrics.bleu(preds, refs)
                     rouge = metrics.rouge_l(preds, refs)
                     bert = [0.3 + 0.6 * v for v in rouge["per_example"]]
-                    stem = folder / "score" / model / variant / decoding / f"rep{rep}"
-                    stem.parent.mkdir(parents=True, exist_ok=True)
+                    path = folder / "score" / model / variant / decoding / f"rep{rep}.json"
+                    path.parent.mkdir(parents=True, exist_ok=True)
                     pd.DataFrame({"id": [r["id"] for r in tasks], "prediction": preds, "reference": refs,
                                   "bleu": bleu["per_example"], "rouge_l": rouge["per_example"],
                                   "bertscore_f1": bert, "new_tokens": [4] * len(tasks),
                                   "hit_max_new_tokens": [False] * len(tasks)}).to_csv(
-                        f"{stem}.per_example.csv", index=False)
-                    summary = {
-                        "model": model, "variant": variant, "decoding": decoding, "replicate": rep, "sweep": sweep,
-                        "settings": settings, "n_examples": len(tasks), "seed": 42,
-                        "inference": weights[(model, variant)],
-                        "metrics": {"bleu": {"score": bleu["score"], "signature": bleu["signature"]},
-                                    "rouge_l": {"score": rouge["score"], "signature": rouge["signature"]},
-                                    "bertscore_f1": {"score": sum(bert) / len(bert), "signature": "minilm-ish"}},
-                        "versions": {"torch": "x"},
-                    }
-                    (folder / "score" / model / variant / decoding / f"rep{rep}.json").write_text(json.dumps(summary))
-                    summaries.append(folder / "score" / model / variant / decoding / f"rep{rep}.json")
+                        per_example_path(path), index=False)
+                    ScoreSummary(
+                        model=model, variant=variant, decoding=decoding, replicate=rep, sweep=sweep,
+                        settings=settings, generation_config=settings, inference=weights[(model, variant)],
+                        n_examples=len(tasks), empty_predictions=0, hit_max_new_tokens=0, seed=42,
+                        metrics={"bleu": {"score": bleu["score"], "signature": bleu["signature"]},
+                                 "rouge_l": {"score": rouge["score"], "signature": rouge["signature"]},
+                                 "bertscore_f1": {"score": sum(bert) / len(bert), "signature": "minilm-ish"}},
+                        bertscore_settings={}, versions={"torch": "x"},
+                    ).save(path)
+                    summaries.append(path)
     perplexities = []
     for (model, variant), ppl in {("m1", "finetuned"): 8.0, ("m1", "base"): 300.0, ("m2", "finetuned"): 12.0,
                                   ("m2", "base"): 250.0}.items():
@@ -143,17 +151,76 @@ def mini_study(tmp_path_factory):
         nll_text = [n * (t - 1) / t for n, t in zip(nll, tokens)]
         path = folder / "perplexity" / model / f"{variant}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame({"id": [r["id"] for r in tasks], "nll": nll, "tokens": tokens, "nll_text": nll_text,
-                      "bytes": [len(r["output"].encode()) for r in tasks],
-                      "words": [len(r["output"].split()) for r in tasks]}).to_csv(
-            path.with_suffix("").with_suffix(".per_example.csv"), index=False)
-        path.write_text(json.dumps({
-            "model": model, "variant": variant, "perplexity": math.exp(sum(nll) / sum(tokens)),
-            "n_examples": len(tasks), "seed": 42, "versions": {"torch": "x"},
-            "inference": weights[(model, variant)],
-            "signatures": {"perplexity": "ppl", "bits_per_byte": "bpb", "word_perplexity": "wppl"},
-        }))
+        table = pd.DataFrame({"id": [r["id"] for r in tasks], "nll": nll, "tokens": tokens, "nll_text": nll_text,
+                              "bytes": [len(r["output"].encode()) for r in tasks],
+                              "words": [len(r["output"].split()) for r in tasks]})
+        table.to_csv(per_example_path(path), index=False)
+        PerplexitySummary(
+            model=model, variant=variant, perplexity=answer_nll.perplexity(table.nll, table.tokens),
+            bits_per_byte=answer_nll.bits_per_byte(table.nll_text, table.bytes),
+            word_perplexity=answer_nll.word_perplexity(table.nll_text, table.words),
+            answer_tokens=int(table.tokens.sum()), answer_bytes=int(table.bytes.sum()),
+            answer_words=int(table.words.sum()), examples_cut=0, answers_cut=0, bytes_cut=0, n_examples=len(tasks),
+            signatures={"perplexity": "ppl", "bits_per_byte": "bpb", "word_perplexity": "wppl"},
+            base_model=f"models/{model}", inference=weights[(model, variant)], model_source=None,
+            adapter=None, seed=42, versions={"torch": "x"},
+        ).save(path)
         perplexities.append(path)
-    statistics = {"confidence": 0.95, "resamples": 500, "max_resamples": 2000, "alpha": 0.05, "seed": 1}
+    statistics = Statistics(confidence=0.95, resamples=500, max_resamples=2000, alpha=0.05, seed=1)
     return {"folder": folder, "test": folder / "test.jsonl", "summaries": summaries, "perplexities": perplexities,
             "statistics": statistics, "baseline": baseline}
+
+
+@pytest.fixture(scope="session")
+def cpu_load():
+    """cpu_load(**fields) -> the Load (lmsweep.settings) of a model loaded plainly on the CPU, as trained."""
+    from lmsweep.settings import Load, Quantization
+
+    def make(**fields):
+        quantization = Quantization(load_in_4bit=False, quant_type="nf4", double_quant=True, compute_dtype="float32")
+        return Load(**{**dict(revision=None, snapshot=None, source=None, trust_remote_code=False,
+                              quantization=quantization, weights="as_trained", merged_folder=False,
+                              merged_from_4bit=False), **fields})
+
+    return make
+
+
+@pytest.fixture
+def lmsweep_log(caplog):
+    """lmsweep_log(level="INFO") -> the messages lmsweep's loggers said at that level or above, in order."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="lmsweep")
+
+    def said(level: str = "INFO") -> list:
+        return [r.getMessage() for r in caplog.records
+                if r.name.startswith("lmsweep") and r.levelno >= logging.getLevelName(level)]
+
+    return said
+
+
+# --- running the suite in parallel (python -m pytest -n 3 --dist loadgroup tests) -----------------------------
+
+# Tests go to the workers a file at a time (a file's module fixtures are made once). The tests that read the
+# shared demo run as it is, or edit it and put it back (tests/workflow/conftest.py), stay on one worker, which
+# makes that run; the reduced run is made once for every worker that needs it.
+WORKFLOW_GROUPS = {"test_demo.py": "demo", "test_demo_report.py": "demo", "test_reruns.py": "demo",
+                   "test_damaged_outputs.py": "demo"}
+
+
+def group_of(item) -> str:
+    workflow = item.path.parent.name == "workflow" and item.path.name in WORKFLOW_GROUPS
+    return WORKFLOW_GROUPS[item.path.name] if workflow else str(item.path.relative_to(item.config.rootpath))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Under `--dist loadgroup`, each test's node id ends in `@<group>`, which xdist's scheduler reads. (xdist 3.8
+    sets the suffix through an attribute pytest 9 no longer reads; this sets it as pytest 9 keeps node ids.)"""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        if "@" not in item.nodeid.rsplit("::", 1)[-1]:
+            item._id = coerce_node_id(f"{item.nodeid}@{group_of(item)}")

@@ -7,8 +7,9 @@ import shutil
 import pandas as pd
 import pytest
 
-from lmsweep import aggregate, checks
-from lmsweep.files import write_jsonl
+from lmsweep import checks
+from lmsweep.runs import load_perplexities, load_runs
+from lmsweep.io import write_jsonl
 
 
 @pytest.fixture
@@ -69,7 +70,7 @@ def test_a_summary_whose_label_was_edited_is_refused_not_grouped_by_it(study):
     summary["decoding"] = "baseline"
     path.write_text(json.dumps(summary))
     with pytest.raises(checks.IntermediateFileError, match=r"says decoding 'baseline', but its path says 'top_k_10'"):
-        aggregate.load_runs(study["summaries"], study["test"])
+        load_runs(study["summaries"], study["test"])
 
 
 def test_a_summary_whose_sweep_does_not_name_its_config_is_refused(study):
@@ -79,12 +80,12 @@ def test_a_summary_whose_sweep_does_not_name_its_config_is_refused(study):
     path.write_text(json.dumps(summary))
     with pytest.raises(checks.IntermediateFileError, match=r"its sweep \['top_k', 25\] does not name the decoding "
                                                            r"config of its path, 'top_k_10'"):
-        aggregate.load_runs(study["summaries"], study["test"])
+        load_runs(study["summaries"], study["test"])
 
 
 def test_a_file_listed_twice_is_refused_not_counted_as_two_replicates(study):
     with pytest.raises(checks.IntermediateFileError, match="is listed twice among the score summaries"):
-        aggregate.load_runs(study["summaries"] + study["summaries"][:1], study["test"])
+        load_runs(study["summaries"] + study["summaries"][:1], study["test"])
 
 
 @pytest.mark.parametrize("column, value, message", [
@@ -99,7 +100,7 @@ def test_a_per_example_number_outside_its_metrics_range_is_refused(study, column
     table.loc[2, column] = value
     table.to_csv(table_path, index=False)
     with pytest.raises(checks.IntermediateFileError, match=message):
-        aggregate.load_runs(study["summaries"], study["test"])
+        load_runs(study["summaries"], study["test"])
 
 
 def test_rescaled_bertscore_may_lie_below_minus_one(study):
@@ -107,7 +108,7 @@ def test_rescaled_bertscore_may_lie_below_minus_one(study):
     table = pd.read_csv(table_path, keep_default_na=False)
     table.loc[2, "bertscore_f1"] = -1.7
     table.to_csv(table_path, index=False)
-    assert aggregate.load_runs(study["summaries"], study["test"], bertscore_rescaled=True)
+    assert load_runs(study["summaries"], study["test"], bertscore_rescaled=True)
 
 
 def test_a_per_example_reference_that_is_not_the_test_splits_is_refused(study):
@@ -117,7 +118,7 @@ def test_a_per_example_reference_that_is_not_the_test_splits_is_refused(study):
     table.to_csv(table_path, index=False)
     with pytest.raises(checks.IntermediateFileError, match=r"the reference of test id\(s\) .* is not the test "
                                                            r"split's answer"):
-        aggregate.load_runs(study["summaries"], study["test"])
+        load_runs(study["summaries"], study["test"])
 
 
 @pytest.mark.parametrize("column, value, message", [
@@ -131,7 +132,7 @@ def test_a_perplexity_table_with_an_impossible_number_is_refused(study, column, 
     table.loc[1, column] = value
     table.to_csv(table_path, index=False)
     with pytest.raises(checks.IntermediateFileError, match=message):
-        aggregate.load_perplexities(study["perplexities"], study["test"])
+        load_perplexities(study["perplexities"], study["test"])
 
 
 def test_damaged_tables_and_records_name_the_file_and_the_rebuild(tmp_path):

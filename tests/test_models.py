@@ -62,11 +62,27 @@ def test_4bit_on_cuda_and_full_precision_anywhere_pass():
     models.check_quantization(False, "cpu", "m")
 
 
-def test_quantization_config_defaults_are_qlora():
+def schema_quantization(**given):
+    """The quantization settings the config check makes of `given` (the schema's defaults filled in)."""
+    from pathlib import Path
+
+    import yaml
+
+    from lmsweep.configcheck import schema_errors
+    from lmsweep.settings import Quantization, from_mapping
+
+    schema = yaml.safe_load((Path(models.__file__).resolve().parents[2] / "config.schema.yaml").read_text())
+    config = {"quantization": dict(given)}
+    schema_errors(config, schema)  # fills in the defaults, as the Snakefile's check does
+    return from_mapping(Quantization, config["quantization"], "quantization")
+
+
+def test_quantization_defaults_are_qlora():
+    """The defaults live in the schema alone: 4-bit NF4 with double quantization, computing in bf16."""
     import torch
     from transformers import BitsAndBytesConfig
 
-    config = models.quantization_config({"load_in_4bit": True})
+    config = models.quantization_config(schema_quantization(load_in_4bit=True))
     assert isinstance(config, BitsAndBytesConfig)
     assert config.load_in_4bit
     assert config.bnb_4bit_quant_type == "nf4"
@@ -77,7 +93,8 @@ def test_quantization_config_defaults_are_qlora():
 def test_quantization_config_takes_the_settings():
     import torch
 
-    config = models.quantization_config({"quant_type": "fp4", "double_quant": False, "compute_dtype": "float16"})
+    config = models.quantization_config(schema_quantization(quant_type="fp4", double_quant=False,
+                                                            compute_dtype="float16"))
     assert config.bnb_4bit_quant_type == "fp4"
     assert config.bnb_4bit_use_double_quant is False
     assert config.bnb_4bit_compute_dtype == torch.float16
@@ -91,13 +108,14 @@ def test_load_base_model_4bit_on_cpu_fails_before_loading(monkeypatch, tmp_path)
 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_loading)
     with pytest.raises(ModelSetupError, match="load_in_4bit"):
-        models.load_base_model(str(tmp_path / "absent"), "cpu", quantization={"load_in_4bit": True}, name="m")
+        models.load_base_model(str(tmp_path / "absent"), "cpu", quantization=schema_quantization(load_in_4bit=True),
+                               name="m")
 
 
 def test_load_base_model_on_cpu_is_float32_and_for_inference_in_eval_mode(tiny_llama):
     import torch
 
-    model = models.load_for_inference(str(tiny_llama), None, "cpu", quantization={"load_in_4bit": False})
+    model = models.load_for_inference(str(tiny_llama), None, "cpu", quantization=schema_quantization())
     assert next(model.parameters()).dtype == torch.float32
     assert not model.training
 
@@ -188,10 +206,13 @@ def test_skip_bitsandbytes_hides_it_from_peft_and_transformers():
 
 
 def test_bitsandbytes_is_importable_here():
-    # Otherwise the test above would pass without skip_bitsandbytes doing anything.
-    import importlib.util
+    # Otherwise the test above would pass without skip_bitsandbytes doing anything. Asked of a fresh process:
+    # a step run in this one (load_for_step) may have hidden it here already.
+    import subprocess
+    import sys
 
-    assert importlib.util.find_spec("bitsandbytes") is not None
+    code = "import importlib.util; print(importlib.util.find_spec('bitsandbytes') is not None)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == ["True"]
 
 
 def test_skip_bitsandbytes_does_nothing_for_4bit(monkeypatch):

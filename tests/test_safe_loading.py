@@ -7,6 +7,7 @@ import pytest
 from lmsweep import models, tiny
 from lmsweep.demo_data import make_tasks
 from lmsweep.prompts import format_prompt
+from lmsweep.settings import Build
 
 SIZE = {"vocab_size": 300, "hidden_size": 16, "intermediate_size": 32, "num_layers": 1, "num_heads": 2,
         "max_position_embeddings": 128}
@@ -16,7 +17,7 @@ SIZE = {"vocab_size": 300, "hidden_size": 16, "intermediate_size": 32, "num_laye
 def tiny_model(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_llama")
     texts = [format_prompt(r) + r["output"] for r in make_tasks(50, seed=1)]
-    tiny.build("llama", texts, SIZE, seed=1, out_dir=out)
+    tiny.build(Build(architecture="llama", **SIZE), texts, seed=1, out_dir=out)
     return out
 
 

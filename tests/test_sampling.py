@@ -1,6 +1,5 @@
 """Per-example sampling draws from exactly the distribution transformers' own sampling draws from."""
 
-import math
 
 import pytest
 import torch

@@ -232,7 +232,7 @@ def test_bleu_interval_is_about_corpus_bleu_not_the_mean_of_sentence_bleu():
 
 
 def test_perplexity_and_bits_per_byte_intervals_contain_the_pooled_ratio():
-    from lmsweep.perplexity import perplexity
+    from lmsweep.answer_nll import perplexity
 
     nll, tokens = _nll(80, 4)
     ppl = stats.perplexity_interval(nll, tokens, n_resamples=N, seed=1)
@@ -546,16 +546,15 @@ class _MonteCarlo:
         return stats.Paired(0.0, 1.0, 1.0, 0.5, 1.5, p, False, "mc", n_resamples, seed, 24, p_resamples=n_resamples)
 
 
-def test_settle_redraws_only_the_tests_whose_decision_the_floor_could_turn():
+def test_settle_redraws_only_the_tests_whose_decision_the_floor_could_turn(lmsweep_log):
     """A study of 303 tests: Holm holds the strongest to 0.05/303 = 1.65e-4, below the floor 1/1001 of
     1,000 resamples. The test at the floor is redrawn with 10,000 (floor 1e-4) and decided; a test far from
     its level is not redrawn; an exact p-value never is."""
     strong, weak = _MonteCarlo(1e-6), _MonteCarlo(0.4)
     exact = [stats.Paired(0.0, 1.0, 1.0, 0.5, 1.5, 0.5, False, "exact", 0, 1, 24) for _ in range(300)]
     first = [strong(1000, 1), weak(1000, 1)] + exact + [None]
-    logged = []
-    settled = stats.settle(first, [strong, weak] + [None] * 301, alpha=0.05, max_resamples=100_000,
-                           log=logged.append)
+    settled = stats.settle(first, [strong, weak] + [None] * 301, alpha=0.05, max_resamples=100_000)
+    logged = lmsweep_log()
     assert strong.calls == [1000, 10_000] and settled[0].p_value == pytest.approx(1 / 10_001)
     assert settled[0].seed == 2  # an independent redraw
     assert weak.calls == [1000] and settled[1].p_value == first[1].p_value
@@ -571,7 +570,7 @@ def test_a_test_still_open_at_max_resamples_is_reported_unsettled():
     strong, close = _MonteCarlo(1e-6), _MonteCarlo(3e-4)
     exact = [stats.Paired(0.0, 1.0, 1.0, 0.5, 1.5, 0.5, False, "exact", 0, 1, 24) for _ in range(301)]
     settled = stats.settle([strong(1000, 1), close(1000, 1)] + exact, [strong, close] + [None] * 301, alpha=0.05,
-                           max_resamples=100_000, log=lambda _: None)
+                           max_resamples=100_000)
     assert close.calls == [1000, 10_000, 100_000]
     assert stats.unsettled(settled, alpha=0.05)[1] and not any(stats.unsettled(settled, alpha=0.05)[2:])
     assert not stats.unsettled(settled, alpha=0.05)[0]

@@ -1,5 +1,9 @@
 """Work in batches that halve on out-of-memory: generation, perplexity and BERTScore share it."""
 
+import logging
+
+log = logging.getLogger(__name__)
+
 
 def is_oom(err: BaseException) -> bool:
     """Out of memory, as accelerate tells it (CUDA's caching allocator, the CPU allocator, MPS, XPU)."""
@@ -8,7 +12,7 @@ def is_oom(err: BaseException) -> bool:
     return should_reduce_batch_size(err)
 
 
-def run_batches(items, batch_size: int, fn, log=print, describe=None):
+def run_batches(items, batch_size: int, fn, describe=None):
     """fn(batch) -> list for every batch; on out-of-memory halve the batch and retry, down to 1.
 
     The halving is accelerate's find_executable_batch_size (it frees the
@@ -27,7 +31,7 @@ def run_batches(items, batch_size: int, fn, log=print, describe=None):
     @find_executable_batch_size(starting_batch_size=batch_size, reduce_batch_size_fn=halve)
     def attempt(size):
         if state["size"] is not None:
-            log(f"out of memory on a batch of {state['tried']}: retrying with batch size {size}")
+            log.warning(f"out of memory on a batch of {state['tried']}: retrying with batch size {size}")
         state["size"] = size
         while state["start"] < len(items):
             batch = items[state["start"] : state["start"] + size]

@@ -1,19 +1,21 @@
 """A digest of the lmsweep code each step runs, so that an edit of it reruns exactly the steps it affects.
 
 Snakemake's `code` rerun trigger hashes the file a rule's `script:` names,
-scripts/<rule>.py, which is a thin adapter: the logic it runs lives in
-scripts/lmsweep/, which Snakemake does not see. Each rule therefore gets a
-`code` param: {module: digest} of every lmsweep module its script imports,
-directly or through other lmsweep modules, lazily inside a function or at the
-top (found in the source, not by importing it: this runs while Snakemake
-reads the workflow, on every invocation, and imports no library).
+scripts/<rule>.py, which is a thin adapter: the logic it runs lives in the
+rule's step, lmsweep/steps/<rule>.py, and what that imports, which Snakemake
+does not see. Each rule therefore gets a `code` param: {module: digest} of
+its step module and every lmsweep module the step imports, directly or
+through other lmsweep modules, lazily inside a function or at the top (found
+in the source, not by importing it: this runs while Snakemake reads the
+workflow, on every invocation, and imports no library).
 
 A module's digest is over its syntax tree with docstrings dropped
 (ast.unparse of the parsed source), so that comments, docstrings and
 formatting change nothing, and any change of what the code does reruns the
 steps that run it. The modules that decide where and how a job runs, never
-what it computes (RUNTIME: the warm fork server, the GPU claims), are left
-out: their results are tested to be the same either way.
+what it computes (RUNTIME: lmsweep.runtime, the job's launch, the warm fork
+server, the GPU claims, the logs), are left out: their results are tested to
+be the same either way.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from pathlib import Path
 
 PACKAGE = "lmsweep"
 # Process management only: a job's numbers are the same whether it ran forked or cold, on which GPU
-# (tests/test_warm.py, tests/test_gpus.py).
-RUNTIME = frozenset({"lmsweep.warm", "lmsweep.gpus"})
+# (tests/runtime/test_warm.py, tests/runtime/test_gpus.py).
+RUNTIME = frozenset({"lmsweep.runtime"})
 
 
 def _module_file(root: Path, name: str) -> Path | None:
@@ -82,19 +84,28 @@ def module_digest(path: Path) -> str:
     return hashlib.sha256(normalized(_parsed(path)).encode()).hexdigest()[:16]
 
 
-def modules_of(script: Path, root: Path) -> list:
-    """Every lmsweep module `script` runs, its imports followed through the package (RUNTIME left out)."""
-    seen, todo = set(), sorted(_imported(_parsed(script), root))
+def modules_of(step: str, root: Path) -> list:
+    """The module `step` (lmsweep.steps.<rule>) and every lmsweep module it runs, its imports followed
+    through the package (RUNTIME left out)."""
+    if _module_file(root, step) is None:
+        raise ValueError(f"no module {step} under {root}")
+    seen, todo = set(), [step]
     while todo:
         module = todo.pop()
-        if module in seen:
-            continue
+        if module in seen or is_runtime(module):
+            continue  # a runtime module's own imports are not followed either: they run to launch, not to compute
         seen.add(module)
         todo += sorted(_imported(_parsed(_module_file(root, module)), root) - seen)
-    return sorted(seen - RUNTIME - {m for m in seen if any(m.startswith(r + ".") for r in RUNTIME)})
+    return sorted(seen)
 
 
-def step_code(script, root) -> dict:
-    """{module: digest} of the lmsweep code that `script` (scripts/<rule>.py) runs: a rule's `code` param."""
-    script, root = Path(script).resolve(), Path(root).resolve()
-    return {module: module_digest(_module_file(root, module)) for module in modules_of(script, root)}
+def is_runtime(module: str) -> bool:
+    return any(module == r or module.startswith(r + ".") for r in RUNTIME)
+
+
+def rule_code(rule: str, root) -> dict:
+    """{module: digest} of the lmsweep code that rule `rule` runs (root: the folder holding lmsweep/, that
+    is scripts/): the rule's `code` param."""
+    root = Path(root).resolve()
+    modules = modules_of(f"{PACKAGE}.steps.{rule}", root)
+    return {module: module_digest(_module_file(root, module)) for module in modules}

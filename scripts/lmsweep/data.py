@@ -10,8 +10,9 @@ import random
 from collections import Counter
 from pathlib import Path
 
+from lmsweep.sources import DATA_SUFFIXES, is_local
+
 FIELDS = ("instruction", "input", "output")
-LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
 # Fewer test records than this are refused: no paired test on them could reach p < 0.01 (the exact sign-flip
 # test's smallest p is 2/2**n), and a bootstrap interval would rest on a handful of values.
 MIN_TEST_RECORDS = 8
@@ -23,21 +24,13 @@ class DatasetError(ValueError):
     """A dataset that cannot be used as it is; the message says what to fix."""
 
 
-def is_local(source: str) -> bool:
-    return (
-        source.endswith(LOCAL_SUFFIXES)
-        or source.startswith(("/", "./", "../", "~"))
-        or Path(source).expanduser().is_dir()  # as datasets.load_dataset would take it: not a Hub id
-    )
-
-
 def local_source_problem(source: str) -> str | None:
     """Why a local `source` that exists cannot be read (a folder, another file type), or None."""
     path = Path(source).expanduser()
     needed = "give a .json, .jsonl or .parquet file in Alpaca format"
     if path.is_dir():
         return f"{source!r} is a directory; {needed}"
-    if path.exists() and path.suffix not in LOCAL_SUFFIXES:
+    if path.exists() and path.suffix.lower() not in DATA_SUFFIXES:
         return f"{source!r} is a {path.suffix or 'suffix-less'} file; {needed}"
     return None
 

@@ -14,11 +14,14 @@ batch is halved on out-of-memory, and each example samples from its own random
 stream (lmsweep.sampling), so answers do not depend on the batch size.
 """
 
+import logging
 import time
 
 from lmsweep.batching import run_batches
 from lmsweep.models import context_length
 from lmsweep.prompts import format_prompt
+
+log = logging.getLogger(__name__)
 
 TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
 # Bookkeeping, not decoding: never compared, never recorded.
@@ -103,7 +106,6 @@ def auto_batch_size(model, n_prompts: int, longest: int, settings) -> int:
     where the search starts: out of memory still halves it. On the CPU every
     prompt goes in one batch.
     """
-    import torch
 
     device = next(model.parameters()).device
     if device.type != "cuda":
@@ -149,7 +151,7 @@ def encode_prompts(tokenizer, records, max_prompt_tokens: int | None):
 
 
 def generate(model, tokenizer, records, settings: dict, batch_size, seed: int, replicate: int = 0,
-             generation_config=None, log=print) -> list:
+             generation_config=None) -> list:
     """One result per record, in record order: the prediction and how it was made.
 
     Each result: prediction, new_tokens, hit_max_new_tokens, prompt_tokens,
@@ -174,7 +176,7 @@ def generate(model, tokenizer, records, settings: dict, batch_size, seed: int, r
     encoded = encode_prompts(tokenizer, records, context - max_new if context else None)
     cut = sum(1 for _, c in encoded if c)
     if cut:
-        log(f"warning: {cut} of {len(records)} prompts were longer than the model's context of {context} tokens "
+        log.warning(f"{cut} of {len(records)} prompts were longer than the model's context of {context} tokens "
             f"minus max_new_tokens {max_new}: cut to fit, keeping their end (prompt_tokens_cut in the output); a cut "
             "prompt may lose what its answer depends on: lower max_new_tokens to keep them whole")
     per_example = sampling.per_example_possible(generation_config)
@@ -216,16 +218,17 @@ def generate(model, tokenizer, records, settings: dict, batch_size, seed: int, r
     if batch_size == "auto":
         batch_size = auto_batch_size(model, len(records), len(encoded[order[0]][0]) if records else 0,
                                      generation_config)
-        print(f"batch size {batch_size}, found for this GPU's free memory (generation.batch_size: auto)")
+        log.info(f"batch size {batch_size}, found for this GPU's free memory (generation.batch_size: auto)")
     started = time.perf_counter()
-    made = run_batches(order, batch_size, batch_fn, log=log, describe=lambda i: f"test record {records[i]['id']}")
+    made = run_batches(order, batch_size, batch_fn, describe=lambda i: f"test record {records[i]['id']}")
     progress.close()
     elapsed = time.perf_counter() - started
     results = [None] * len(records)
     for i, result in zip(order, made):
         results[i] = result
     tokens = sum(r["new_tokens"] for r in results)
-    print(f"generated {tokens} tokens for {len(records)} prompts in {elapsed:.1f} s ({tokens / max(elapsed, 1e-9):.1f} tokens/s)")
+    log.info(f"generated {tokens} tokens for {len(records)} prompts in {elapsed:.1f} s "
+             f"({tokens / max(elapsed, 1e-9):.1f} tokens/s)")
     return results
 
 

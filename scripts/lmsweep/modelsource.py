@@ -23,12 +23,15 @@ import hashlib
 import os
 from pathlib import Path
 
+from lmsweep.sources import is_local
+
 # Files up to this size are hashed by content; larger ones (weights) by size and time.
 CONTENT_HASH_BYTES = 4 << 20
 
 
 def is_local_folder(name_or_path: str) -> bool:
-    return os.path.isdir(os.path.expanduser(name_or_path))
+    """A model folder on this machine (lmsweep.sources' rule), which is fingerprinted rather than resolved."""
+    return is_local(name_or_path) and os.path.isdir(os.path.expanduser(name_or_path))
 
 
 def folder_fingerprint(folder) -> str:
@@ -47,7 +50,7 @@ def folder_fingerprint(folder) -> str:
 
 def hub_commit(repo_id: str, revision: str | None, hf_home: str | None = None) -> str | None:
     """The commit of the cached snapshot of `repo_id` at `revision`, or None when it is not cached."""
-    from lmsweep.prefetch import cache_dirs, snapshot_dir
+    from lmsweep.hubcache import cache_dirs, snapshot_dir
 
     hub_cache, _ = cache_dirs(hf_home)
     snapshot = snapshot_dir(repo_id, revision, hub_cache)

@@ -1,6 +1,7 @@
 """The report's plots: decoding sweeps with interval bars, and cost against quality."""
 
-from lmsweep.findings import LABELS, TEXT_METRICS, row_of, sweep_series
+from lmsweep.findings import row_of, sweep_series
+from lmsweep.vocabulary import LABELS, TEXT
 
 
 def _pyplot():
@@ -24,9 +25,9 @@ def plot_sweep(scores, parameter: str, baseline_value, path) -> None:
     the baseline's value marked, and the base model (no adapter, baseline decoding) as a dashed line."""
     plt = _pyplot()
     models = sorted(scores[scores.variant == "finetuned"].model.unique())
-    fig, axes = plt.subplots(1, len(TEXT_METRICS), figsize=(4.4 * len(TEXT_METRICS), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(TEXT), figsize=(4.4 * len(TEXT), 3.6), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, metric in zip(axes[0], TEXT_METRICS):
+    for ax, metric in zip(axes[0], TEXT):
         for index, model in enumerate(models):
             color = colors[index % len(colors)]
             series = sweep_series(scores, model, parameter, baseline_value, metric)
@@ -63,8 +64,8 @@ def plot_cost(scores, generation_info: list, path, metric: str = "bertscore_f1")
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     by_run = {}
     for info in generation_info:
-        key = (info["model"], info["variant"], info["decoding"])
-        by_run.setdefault(key, []).append(info["seconds"]["generate"])
+        key = (info.model, info.variant, info.decoding)
+        by_run.setdefault(key, []).append(info.seconds["generate"])
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     models = sorted({m for m, _, _ in by_run})
     for index, model in enumerate(models):

@@ -31,40 +31,41 @@ def train_tokenizer(texts, vocab_size: int):
     return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL)
 
 
-def model_config(architecture: str, tokenizer, size: dict):
-    """A transformers config of `architecture` with the sizes in `size`."""
+def model_config(spec, tokenizer):
+    """A transformers config of the architecture and sizes of `spec` (lmsweep.settings.Build)."""
     from transformers import LlamaConfig, MistralConfig, PhiConfig
 
     common = {
         "vocab_size": len(tokenizer),
-        "hidden_size": size["hidden_size"],
-        "intermediate_size": size["intermediate_size"],
-        "num_hidden_layers": size["num_layers"],
-        "num_attention_heads": size["num_heads"],
-        "max_position_embeddings": size["max_position_embeddings"],
+        "hidden_size": spec.hidden_size,
+        "intermediate_size": spec.intermediate_size,
+        "num_hidden_layers": spec.num_layers,
+        "num_attention_heads": spec.num_heads,
+        "max_position_embeddings": spec.max_position_embeddings,
         "bos_token_id": tokenizer.bos_token_id,
         "eos_token_id": tokenizer.eos_token_id,
         "pad_token_id": tokenizer.pad_token_id,
         "tie_word_embeddings": False,
     }
+    architecture = spec.architecture
     if architecture == "llama":
-        return LlamaConfig(num_key_value_heads=size["num_heads"], **common)
+        return LlamaConfig(num_key_value_heads=spec.num_heads, **common)
     if architecture == "mistral":
         # Grouped-query attention, as in Mistral-7B (8 key/value heads for 32 query heads).
-        return MistralConfig(num_key_value_heads=max(1, size["num_heads"] // 2), sliding_window=None, **common)
+        return MistralConfig(num_key_value_heads=max(1, spec.num_heads // 2), sliding_window=None, **common)
     if architecture == "phi":
         return PhiConfig(partial_rotary_factor=0.5, **common)
     raise ValueError(f"unknown tiny architecture {architecture!r}; use llama, mistral or phi")
 
 
-def build(architecture: str, texts, size: dict, seed: int, out_dir) -> None:
+def build(spec, texts, seed: int, out_dir) -> None:
     """Write a tokenizer and a randomly initialised model (safetensors) to `out_dir`."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    tokenizer = train_tokenizer(texts, size["vocab_size"])
+    tokenizer = train_tokenizer(texts, spec.vocab_size)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(model_config(architecture, tokenizer, size))
+    model = AutoModelForCausalLM.from_config(model_config(spec, tokenizer))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)

@@ -18,12 +18,18 @@ finished weights instead of training the same adapter twice.
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
 
-from lmsweep.files import atomic_path, library_versions, read_jsonl, seed_everything, write_json
+from lmsweep.io import atomic_path, read_jsonl, write_json
 from lmsweep.prompts import format_prompt
+from lmsweep.records import TrainingInfo
+from lmsweep.reproducibility import library_versions, seed_everything
+from lmsweep.settings import as_mapping
+
+log = logging.getLogger(__name__)
 
 
 # Written into a run's checkpoint folder once its adapter is saved.
@@ -48,14 +54,14 @@ def base_identity(base_model: str, model) -> dict:
 
 def run_identity(train_path, base: dict, settings: dict) -> dict:
     """Everything that shapes the adapter; its hash names the checkpoint folder."""
-    from lmsweep.codedigest import step_code
-    from lmsweep.files import sha256_file
+    from lmsweep.codedigest import rule_code
+    from lmsweep.io import sha256_file
 
     scripts = Path(__file__).resolve().parents[1]
     return {
         "train_sha256": sha256_file(train_path),
         "base": base,
-        "code": step_code(scripts / "finetune.py", scripts),
+        "code": rule_code("finetune", scripts),
         "versions": {k: v for k, v in library_versions(TRAINING_LIBRARIES).items() if k != "python"},
         **settings,
     }
@@ -67,8 +73,7 @@ def checkpoint_dir(root: Path, identity: dict) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for old in root.iterdir():
         if old.is_dir() and old.name != key:
-            print(f"removing checkpoints of another training run (its data, model, code or settings differ): {old}",
-                  flush=True)
+            log.info(f"removing checkpoints of another training run (its data, model, code or settings differ): {old}")
             shutil.rmtree(old, ignore_errors=True)  # several training processes may clean at once
     folder = root / key
     folder.mkdir(exist_ok=True)
@@ -89,7 +94,7 @@ def last_checkpoint(folder: Path) -> str | None:
         try:
             json.loads((path / "trainer_state.json").read_text())
         except (OSError, ValueError):
-            print(f"skipping incomplete checkpoint {path} (no readable trainer_state.json)", flush=True)
+            log.info(f"skipping incomplete checkpoint {path} (no readable trainer_state.json)")
             continue
         steps[int(path.name.removeprefix("checkpoint-"))] = path
     return str(steps[max(steps)]) if steps else None
@@ -117,7 +122,7 @@ def length_report(tokenizer, records, max_length: int) -> dict:
     never learns to stop there); one whose prompt alone fills max_length has no
     answer token left, and contributes nothing to the loss.
     """
-    from lmsweep.perplexity import encode
+    from lmsweep.answer_nll import encode
 
     lengths, prompts = [], []
     for record in records:
@@ -140,7 +145,7 @@ class TrainingSetupError(RuntimeError):
     """Training that cannot run as configured; the message names the key and the fix."""
 
 
-def check_lengths(report: dict, model_name: str, log=print) -> None:
+def check_lengths(report: dict, model_name: str) -> None:
     """Refuse a max_length that leaves no answer to learn; warn when it cuts many examples."""
     n, limit = report["examples"], report["max_length"]
     if n and report["no_answer_token"] == n:
@@ -157,7 +162,7 @@ def check_lengths(report: dict, model_name: str, log=print) -> None:
                 f"median {report['median']})")
         if report["no_answer_token"]:
             line += f"; {report['no_answer_token']} keep no answer token at all"
-        log(("warning: " if share > 0.05 else "") + line)
+        (log.warning if share > 0.05 else log.info)(line)
 
 
 def uses_bitsandbytes(optim: str) -> bool:
@@ -172,38 +177,38 @@ def sft_dataset(train_path):
     return Dataset.from_list([{"prompt": format_prompt(r), "completion": r["output"]} for r in records])
 
 
-def finetune(
+def train_adapter(
     train_path,
     base_model: str,
     adapter_dir,
     log_path,
     checkpoints_root,
     model_name: str,
-    lora: dict,
-    training: dict,
-    quantization: dict,
+    lora,
+    training,
+    load,
     seed: int,
     device: str = "auto",
-    revision=None,
-    trust_remote_code: bool = False,
     threads: int = 1,
-    model_source: dict | None = None,
     callbacks=None,
     retrain: bool = False,
-) -> dict:
-    """Train, save the adapter to `adapter_dir` (PEFT format) and the loss log to `log_path`.
+):
+    """Train, save the adapter to `adapter_dir` (PEFT format) and the loss log to `log_path`; return its
+    TrainingInfo.
 
-    `revision` is what to load (a resolved snapshot commit where there is one);
-    `model_source` is what identifies the base weights (lmsweep.modelsource), recorded.
+    `lora`, `training`, `load` are lmsweep.settings' Lora, Training and Load: the
+    revision loaded is the snapshot commit resolved when the run started where
+    there is one, and `load.source` (lmsweep.modelsource) is recorded.
     `retrain`: a finished run of the same identity is trained again from scratch (the run was forced).
     """
     from lmsweep.models import skip_bitsandbytes
 
     import torch
 
+    quantization, revision, trust_remote_code = load.quantization, load.revision_to_load, load.trust_remote_code
     # bitsandbytes stays out unless a 4-bit model or a bitsandbytes optimizer (8-bit, paged) needs it.
     on_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    skip_bitsandbytes(quantization.get("load_in_4bit", False) or (on_gpu and uses_bitsandbytes(training["optim"])))
+    skip_bitsandbytes(quantization.load_in_4bit or (on_gpu and uses_bitsandbytes(training.optim)))
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     torch.set_num_threads(threads)
     seed_everything(seed)
@@ -213,34 +218,31 @@ def finetune(
     from lmsweep.models import check_lora_modules, load_base_model, load_tokenizer, lora_targets, resolve_device
 
     device = resolve_device(device)
-    load_in_4bit = bool(quantization.get("load_in_4bit"))
     # Settle the LoRA targets from the config alone: an unknown architecture
     # fails here, before gigabytes of weights are loaded.
     from transformers import AutoConfig
 
     model_type = AutoConfig.from_pretrained(base_model, revision=revision, trust_remote_code=trust_remote_code).model_type
-    targets = lora_targets(model_type, lora.get("target_modules"), model_name)
+    targets = lora_targets(model_type, lora.target_modules, model_name)
     tokenizer = load_tokenizer(base_model, revision=revision, trust_remote_code=trust_remote_code)
-    lengths = length_report(tokenizer, read_jsonl(train_path), training["max_length"])
+    lengths = length_report(tokenizer, read_jsonl(train_path), training.max_length)
     check_lengths(lengths, model_name)
     model = load_base_model(
         base_model, device, revision=revision, trust_remote_code=trust_remote_code,
         quantization=quantization, name=model_name,
     )
     # A module to save that the model lacks would train nothing, silently: refuse it before training.
-    check_lora_modules(model, lora.get("target_modules"), lora.get("modules_to_save"), model_name)
-    if load_in_4bit:
+    check_lora_modules(model, lora.target_modules, lora.modules_to_save, model_name)
+    if quantization.load_in_4bit:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=training["gradient_checkpointing"]
-        )
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=training.gradient_checkpointing)
     peft_config = LoraConfig(
-        r=lora["r"],
-        lora_alpha=lora["alpha"],
-        lora_dropout=lora["dropout"],
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
         target_modules=targets,
-        modules_to_save=lora.get("modules_to_save") or None,
+        modules_to_save=lora.modules_to_save or None,
         bias="none",
         task_type="CAUSAL_LM",
     )
@@ -248,9 +250,9 @@ def finetune(
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     settings = {
         "base_model": base_model, "revision": revision, "trust_remote_code": trust_remote_code,
-        "model_source": model_source,
-        "lora": lora, "training": training,
-        "quantization": quantization, "seed": seed, "device": device, "processes": processes,
+        "model_source": load.source,
+        "lora": as_mapping(lora), "training": as_mapping(training),
+        "quantization": as_mapping(quantization), "seed": seed, "device": device, "processes": processes,
     }
     identity = run_identity(train_path, base_identity(base_model, model), settings)
     ckpt = checkpoint_dir(Path(checkpoints_root), identity)
@@ -259,25 +261,25 @@ def finetune(
         output_dir=str(ckpt),
         seed=seed,
         data_seed=seed,
-        num_train_epochs=training["epochs"],
-        max_steps=training["max_steps"],
-        per_device_train_batch_size=training["batch_size"],
-        gradient_accumulation_steps=training["gradient_accumulation_steps"],
-        learning_rate=training["learning_rate"],
-        lr_scheduler_type=training["lr_scheduler"],
-        warmup_steps=training["warmup"],
-        weight_decay=training["weight_decay"],
-        optim=training["optim"] if on_gpu else "adamw_torch",
-        max_length=training["max_length"],
+        num_train_epochs=training.epochs,
+        max_steps=training.max_steps,
+        per_device_train_batch_size=training.batch_size,
+        gradient_accumulation_steps=training.gradient_accumulation_steps,
+        learning_rate=training.learning_rate,
+        lr_scheduler_type=training.lr_scheduler,
+        warmup_steps=training.warmup,
+        weight_decay=training.weight_decay,
+        optim=training.optim if on_gpu else "adamw_torch",
+        max_length=training.max_length,
         completion_only_loss=True,
         # TRL turns bf16 and activation checkpointing on by default, even on CPU.
         bf16=on_gpu,
         fp16=False,
-        gradient_checkpointing=on_gpu and training["gradient_checkpointing"],
+        gradient_checkpointing=on_gpu and training.gradient_checkpointing,
         use_cpu=not on_gpu,
-        logging_steps=training["logging_steps"],
+        logging_steps=training.logging_steps,
         save_strategy="steps",
-        save_steps=training["save_steps"],
+        save_steps=training.save_steps,
         save_total_limit=2,
         report_to="none",
         dataloader_num_workers=0,
@@ -291,7 +293,7 @@ def finetune(
         peft_config=peft_config,
         callbacks=callbacks,
     )
-    if training.get("padding_free", True):
+    if training.padding_free:
         # TRL tokenizes and truncates as always; its own collator then joins each batch into one
         # row, positions restarting at every example, with no padding to compute on. Without an
         # attention mask transformers reads the example boundaries from the positions (a
@@ -302,8 +304,8 @@ def finetune(
             pad_token_id=tokenizer.pad_token_id, padding_free=True,
         )
     if retrain and (ckpt / FINISHED).exists():
-        print(f"training was asked for again (--forcerun or --forceall): the finished run's checkpoints in {ckpt} "
-              "are removed", flush=True)
+        log.info(f"training was asked for again (--forcerun or --forceall): the finished run's checkpoints in "
+                 f"{ckpt} are removed")
         for old in ckpt.glob("checkpoint-*"):
             shutil.rmtree(old, ignore_errors=True)
         (ckpt / FINISHED).unlink(missing_ok=True)
@@ -316,12 +318,11 @@ def finetune(
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
-        print(f"checkpoint {last} is the last step of this run: loading it, nothing left to train", flush=True)
+        log.info(f"checkpoint {last} is the last step of this run: loading it, nothing left to train")
         set_peft_model_state_dict(trainer.model, load_file(Path(last) / "adapter_model.safetensors"))
         history, global_step = state["log_history"], state["global_step"]
     else:
-        print(f"resuming from checkpoint {last}" if last else f"training from scratch (checkpoints in {ckpt})",
-              flush=True)
+        log.info(f"resuming from checkpoint {last}" if last else f"training from scratch (checkpoints in {ckpt})")
         try:
             trainer.train(resume_from_checkpoint=last)
         except (RuntimeError, ValueError, KeyError) as err:
@@ -333,25 +334,25 @@ def finetune(
             ) from err
         history, global_step = trainer.state.log_history, trainer.state.global_step
     write_loss_log(history, log_path)
-    info = {
-        "model": model_name,
-        "resumed_from": Path(last).name if last else None,
-        "global_step": global_step,
-        "train_loss": logged_loss(history),
-        "processes": processes,
-        **ranks_agree(trainer.model),
-        "effective_batch_size": training["batch_size"] * training["gradient_accumulation_steps"] * processes,
-        "lengths": lengths,
-        "settings": settings,
-        "identity": {"key": ckpt.name, "train_sha256": identity["train_sha256"], "base": identity["base"],
-                     "code": identity["code"]},
-        "target_modules": sorted(peft_config.target_modules),
-        "versions": library_versions(),
-    }
+    info = TrainingInfo(
+        model=model_name,
+        resumed_from=Path(last).name if last else None,
+        global_step=global_step,
+        train_loss=logged_loss(history),
+        processes=processes,
+        ranks=ranks_agree(trainer.model),
+        effective_batch_size=training.batch_size * training.gradient_accumulation_steps * processes,
+        lengths=lengths,
+        settings=settings,
+        identity={"key": ckpt.name, "train_sha256": identity["train_sha256"], "base": identity["base"],
+                  "code": identity["code"]},
+        target_modules=sorted(peft_config.target_modules),
+        versions=library_versions(),
+    )
     with atomic_path(adapter_dir, is_dir=True) as tmp:
         trainer.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        write_json(tmp / "training_info.json", info)
+        info.save(tmp / "training_info.json")
     if int(os.environ.get("RANK", "0")) == 0:
         write_json(ckpt / FINISHED, {"global_step": global_step, "adapter": str(adapter_dir)})
     return info
@@ -374,8 +375,8 @@ def ranks_agree(model) -> dict:
     dist.all_gather(gathered, checksum)
     values = [float(g) for g in gathered]
     agree = max(values) - min(values) <= 1e-9 * max(1.0, abs(values[0]))
-    print(f"rank {dist.get_rank()}: trained-weight checksums of all ranks {values}: "
-          f"{'equal' if agree else 'DIFFERENT'} ({dist.get_backend()})", flush=True)
+    log.info(f"rank {dist.get_rank()}: trained-weight checksums of all ranks {values}: "
+             f"{'equal' if agree else 'DIFFERENT'} ({dist.get_backend()})")
     return {"backend": dist.get_backend(), "ranks_agree": agree, "rank_checksums": values}
 
 

@@ -1,16 +1,17 @@
 """Warm start on a GPU: jobs forked from the real server use CUDA and bitsandbytes.
 
 On a CPU machine torch.cuda.is_initialized() is false whatever the server does,
-so tests/test_warm.py cannot see what matters here. This script starts
-scripts/lmsweep/warm.py with the real preload, as rules/common.smk does, and
-runs through it (each job must run in a fork of the server, not cold):
+so tests/runtime/test_warm.py cannot see what matters here. This script starts
+scripts/lmsweep/runtime/warm_server.py with the real preload, as a run's start
+does (lmsweep.runtime.start), and runs through it (each job must run in a fork
+of the server, not cold):
 
   1. a job that computes on CUDA, and two such jobs at once;
   2. scripts/generate.py as Snakemake runs it, 4-bit (QLoRA's bitsandbytes
      NF4 loading, imported in the fork) and in bf16 (bitsandbytes hidden);
   3. a job that imports bitsandbytes itself and runs a 4-bit layer on CUDA.
 
-Then two controls show that the server's own check (warm.cuda_problem(), which
+Then two controls show that the server's own check (warm_server.cuda_problem(), which
 makes it refuse to serve) sees a process that touched CUDA: one that imported
 bitsandbytes, and one that asked torch.cuda.is_available() through the CUDA
 driver (without PYTORCH_NVML_BASED_CUDA_CHECK).
@@ -33,7 +34,7 @@ from pathlib import Path
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
-from lmsweep import warm  # noqa: E402  (light: no heavy import at module level)
+from lmsweep.runtime import warm_protocol  # noqa: E402  (light: no heavy import at module level)
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [str(SCRIPTS), os.environ.get("PYTHONPATH")] if p)}
 results = []
@@ -59,7 +60,7 @@ def last_json(result):
 def start_client(script: Path, socket_path: Path, cwd: Path, **env):
     return subprocess.Popen(
         [sys.executable, str(script)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**ENV, warm.SOCKET_ENV: str(socket_path), "OMP_NUM_THREADS": "2", **env},
+        env={**ENV, warm_protocol.SOCKET_ENV: str(socket_path), "OMP_NUM_THREADS": "2", **env},
     )
 
 
@@ -70,7 +71,7 @@ def finish(client, timeout=600):
 
 def job_file(tmp: Path, name: str, body: str) -> Path:
     path = tmp / f"{name}.py"
-    path.write_text("from lmsweep.warm import delegate\ndelegate()\n" + textwrap.dedent(body))
+    path.write_text("from lmsweep.runtime.warm_client import delegate\ndelegate()\n" + textwrap.dedent(body))
     return path
 
 
@@ -117,27 +118,38 @@ class _Names(list):
     def get(self, key, default=None):  # as Snakemake's Namedlist
         return self.__dict__.get(key, default)
 
+    def keys(self):
+        return self.__dict__.keys()
+
 
 _job = _json.loads({job!r})
-snakemake = _types.SimpleNamespace(threads=_job["threads"], **{{k: _Names(v) for k, v in _job["named"].items()}})
+snakemake = _types.SimpleNamespace(rule=_job["rule"], threads=_job["threads"],
+                                   **{{k: _Names(v) for k, v in _job["named"].items()}})
 """
 
 
 def generate_job(tmp: Path, name: str, base: Path, test: Path, load_in_4bit: bool) -> tuple[Path, Path, Path]:
+    from lmsweep.settings import Decoding, Load, Quantization, RunLabels, as_mapping
+    from lmsweep.steps.generate import Settings
+
     out, pids, log = tmp / f"{name}.jsonl", tmp / f"{name}.pids", tmp / f"{name}.log"
-    quantization = {"load_in_4bit": load_in_4bit, "quant_type": "nf4", "double_quant": True,
-                    "compute_dtype": "bfloat16"}
-    job = {"threads": 2, "named": {
-        "input": {"test": str(test), "adapter": []},
+    load = Load(revision=None, snapshot=None, source=None, trust_remote_code=False,
+                quantization=Quantization(load_in_4bit=load_in_4bit, quant_type="nf4", double_quant=True,
+                                          compute_dtype="bfloat16"),
+                weights="as_trained", merged_folder=False, merged_from_4bit=False)
+    settings = Settings(
+        labels=RunLabels(model="tiny", variant="base", decoding=name, replicate=0), base_model=str(base), load=load,
+        decoding=Decoding(settings={"do_sample": True, "top_k": 50, "temperature": 0.8, "max_new_tokens": 16},
+                          defaults="library", sweep=None),
+        batch_size=4, seed=0, device="cuda",
+    )
+    # As the rule gives them (rules/generate.smk): its settings as a mapping, its named inputs and outputs.
+    job = {"rule": "generate", "threads": 2, "named": {
+        "input": {"test": str(test), "base": [], "adapter": []},
         "output": {"predictions": str(out), "info": str(tmp / f"{name}.info.json")},
         "log": {"log": str(log)},
         "resources": {"gpu": 0},
-        "params": {
-            "base_model": str(base), "batch_size": 4, "seed": 0, "device": "cuda",
-            "generation": {"settings": {"do_sample": True, "top_k": 50, "temperature": 0.8, "max_new_tokens": 16},
-                           "decoding_defaults": "library", "sweep": None},
-            "load": {"revision": None, "trust_remote_code": False, "quantization": quantization},
-        },
+        "params": {"settings": as_mapping(settings)},
         "wildcards": {"model": "tiny", "variant": "base", "decoding": name, "rep": "0"},
     }}
     script = tmp / f"tmp{name}.generate.py"
@@ -159,10 +171,10 @@ def main() -> int:
     # The server's own steps, in a fresh process: preload, then the CUDA check.
     fresh = last_json(python("""
         import json, sys
-        from lmsweep import warm
-        warm.preload()
+        from lmsweep.runtime import warm_server
+        warm_server.preload()
         import torch
-        print(json.dumps({"initialized": torch.cuda.is_initialized(), "problem": warm.cuda_problem(),
+        print(json.dumps({"initialized": torch.cuda.is_initialized(), "problem": warm_server.cuda_problem(),
                           "bitsandbytes_hidden": sys.modules.get("bitsandbytes", "absent") is None}))
     """))
     check("the real preload leaves CUDA untouched", fresh.get("initialized") is False and "problem" in fresh
@@ -171,21 +183,22 @@ def main() -> int:
     from lmsweep import tiny
     from lmsweep.data import validate
     from lmsweep.demo_data import make_tasks
-    from lmsweep.files import read_jsonl, write_jsonl
+    from lmsweep.io import read_jsonl, write_jsonl
     from lmsweep.prompts import format_prompt
+    from lmsweep.settings import Build
 
     records, _ = validate(make_tasks(80, seed=0))
     write_jsonl(tmp / "test.jsonl", records[:8])
     base = tmp / "base"
-    size = {"vocab_size": 512, "hidden_size": 256, "intermediate_size": 1024, "num_layers": 2, "num_heads": 4,
-            "max_position_embeddings": 512}
-    tiny.build("llama", [format_prompt(r) + r["output"] for r in records], size, seed=0, out_dir=base)
+    spec = Build(architecture="llama", vocab_size=512, hidden_size=256, intermediate_size=1024, num_layers=2,
+                 num_heads=4, max_position_embeddings=512)
+    tiny.build(spec, [format_prompt(r) + r["output"] for r in records], seed=0, out_dir=base)
 
     socket_path = tmp / "socket"
     log = tmp / "warm_start.log"
     with open(log, "w") as stream:
-        server = subprocess.Popen([sys.executable, str(SCRIPTS / "lmsweep" / "warm.py"), str(socket_path),
-                                   str(os.getpid())], env=ENV, stdout=stream, stderr=subprocess.STDOUT)
+        server = subprocess.Popen([sys.executable, str(SCRIPTS / "lmsweep" / "runtime" / "warm_server.py"),
+                                   str(socket_path), str(os.getpid())], env=ENV, stdout=stream, stderr=subprocess.STDOUT)
     try:
         start = time.monotonic()
         while not socket_path.exists() and server.poll() is None and time.monotonic() - start < 300:
@@ -236,26 +249,26 @@ def main() -> int:
     # Controls: the check that makes the server refuse to serve sees a process that touched CUDA.
     control = last_json(python("""
         import json, sys
-        from lmsweep import warm
+        from lmsweep.runtime import warm_server
         import bitsandbytes
-        print(json.dumps({"problem": warm.cuda_problem()}))
+        print(json.dumps({"problem": warm_server.cuda_problem()}))
     """))
     check("control: after importing bitsandbytes the server would refuse", bool(control.get("problem")), control)
     env = {k: v for k, v in ENV.items() if k != "PYTORCH_NVML_BASED_CUDA_CHECK"}
     control = last_json(python("""
         import json, torch
-        from lmsweep import warm
+        from lmsweep.runtime import warm_server
         available = torch.cuda.is_available()
         print(json.dumps({"available": available, "initialized": torch.cuda.is_initialized(),
-                          "problem": warm.cuda_problem()}))
+                          "problem": warm_server.cuda_problem()}))
     """, env=env))
     check("control: is_available() through the CUDA driver makes forks bad, and the check sees it",
           control.get("available") is True and bool(control.get("problem")), control)
     env["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
     control = last_json(python("""
         import json, torch
-        from lmsweep import warm
-        print(json.dumps({"available": torch.cuda.is_available(), "problem": warm.cuda_problem()}))
+        from lmsweep.runtime import warm_server
+        print(json.dumps({"available": torch.cuda.is_available(), "problem": warm_server.cuda_problem()}))
     """, env=env))
     check("the same with PYTORCH_NVML_BASED_CUDA_CHECK=1 (as the server sets it) leaves forks good",
           control.get("available") is True and "problem" in control and control["problem"] is None, control)

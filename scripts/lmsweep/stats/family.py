@@ -11,10 +11,13 @@ with ten times the resamples, independently, until each is decided or
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 # A Monte-Carlo p-value is taken as decided when its threshold lies this many standard errors away.
 MARGIN_SE = 4.0
@@ -59,7 +62,7 @@ def undecided(p: float, resamples: int, level: float) -> bool:
     return p - MARGIN_SE * math.sqrt(p * (1 - p) / resamples) <= level
 
 
-def settle(results: list, redraw: list[Callable], alpha: float, max_resamples: int, log=print) -> list:
+def settle(results: list, redraw: list[Callable], alpha: float, max_resamples: int) -> list:
     """Redraw, with ten times the resamples (at most max_resamples), each Monte-Carlo test that Holm's
     decision could turn on, until none is left; return the results (each a stats Paired, or None for a
     row without a p-value). `redraw[i](n_resamples, seed)` reruns test i."""
@@ -78,7 +81,7 @@ def settle(results: list, redraw: list[Callable], alpha: float, max_resamples: i
             before = results[i]
             resamples = min(max_resamples, 10 * before.p_resamples)
             results[i] = redraw[i](n_resamples=resamples, seed=before.seed + rounds)
-            log(f"redrew a Monte-Carlo test with {resamples} resamples: p {before.p_value:.3g} -> "
+            log.info(f"redrew a Monte-Carlo test with {resamples} resamples: p {before.p_value:.3g} -> "
                 f"{results[i].p_value:.3g} (Holm level {levels[i]:.3g})")
 
 

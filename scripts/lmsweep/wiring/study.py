@@ -1,0 +1,216 @@
+"""One checked config as a study: what it plans (models, decoding configs, runs) and the pieces of settings
+its jobs share (how a model loads, its LoRA and training settings, the statistics)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from lmsweep import settings as s
+from lmsweep.wiring.layout import (
+    ADAPTER, BUILT, CHECKED, COMPARISONS, GENERATION_INFO, MERGED, PERPLEXITY, PERPLEXITY_EXAMPLES, REPORT, SCORE,
+    SCORE_EXAMPLES, SCORES, SPLIT, VARIANTS,
+)
+
+@dataclass(frozen=True)
+class Wildcards:
+    """A job's wildcards, as Snakemake gives them (strings), for the functions below."""
+
+    model: str = ""
+    variant: str = ""
+    decoding: str = ""
+    rep: str = "0"
+
+
+class Study:
+    """One checked config: what it plans, and each job's paths and settings."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self._sources = {}
+
+    # --- what the study plans ------------------------------------------------------------------------------
+
+    @cached_property
+    def decoding(self) -> dict:
+        """{config name: generate() settings}: the baseline, each swept value, the named extras."""
+        from lmsweep.decoding import expand
+
+        return expand(self.config["decoding"])
+
+    @cached_property
+    def moved(self) -> dict:
+        """{config name: [parameter, value]} of each swept config."""
+        from lmsweep.decoding import moved_parameters
+
+        return moved_parameters(self.config["decoding"])
+
+    @property
+    def models(self) -> list:
+        return list(self.config["models"])
+
+    def replicates(self, decoding: str) -> int:
+        """Seed replicates of a decoding config: sampled configs get generation.replicates, the rest 1."""
+        return self.config["generation"]["replicates"] if self.decoding[decoding]["do_sample"] else 1
+
+    def runs(self):
+        """(model, variant, decoding, replicate) of every generation the study makes."""
+        for model, entry in self.config["models"].items():
+            for variant, decodings in (("finetuned", self.decoding), ("base", entry["base_decoding"])):
+                for decoding in decodings:
+                    for rep in range(self.replicates(decoding)):
+                        yield model, variant, decoding, rep
+
+    def each_run(self, pattern: str) -> list:
+        return [pattern.format(model=m, variant=v, decoding=d, rep=r) for m, v, d, r in self.runs()]
+
+    def each_model(self, pattern: str, variants=VARIANTS) -> list:
+        return [pattern.format(model=m, variant=v) for m in self.models for v in variants]
+
+    def benchmarks(self) -> list:
+        """The benchmark files of every heavy job: the report's runtime table."""
+        files = [f"benchmarks/finetune/{m}.tsv" for m in self.models]
+        if self.merged_inference:
+            files += [f"benchmarks/merge_adapter/{m}.tsv" for m in self.models]
+        files += [f"benchmarks/{step}/{m}/{v}/{d}/rep{r}.tsv" for m, v, d, r in self.runs()
+                  for step in ("generate", "score")]
+        files += self.each_model("benchmarks/perplexity/{model}/{variant}.tsv")
+        return files
+
+    def score_inputs(self) -> dict:
+        """Every score and perplexity file of the study, with the test split: what the tables are made from."""
+        return {"test": SPLIT["test"], "scores": self.each_run(SCORE), "per_example": self.each_run(SCORE_EXAMPLES),
+                "perplexities": self.each_model(PERPLEXITY), "perplexity_examples": self.each_model(PERPLEXITY_EXAMPLES)}
+
+    def report_inputs(self) -> dict:
+        """What the report reads: the tables, the split's manifest, every step's records, the benchmarks."""
+        inputs = self.score_inputs()
+        return {"checked": CHECKED, "test": inputs["test"], "scores": SCORES, "comparisons": COMPARISONS,
+                "manifest": SPLIT["manifest"], "adapters": [ADAPTER.format(model=m) for m in self.models],
+                "summaries": inputs["scores"], "per_example": inputs["per_example"],
+                "perplexities": inputs["perplexities"], "generation_info": self.each_run(GENERATION_INFO),
+                "benchmarks": self.benchmarks()}
+
+    def sweep_plots(self) -> dict:
+        """{parameter: the report's plot of its sweep}."""
+        return {parameter: f"{REPORT}/sweep_{parameter}.png" for parameter in self.config["decoding"]["sweep"]}
+
+    @property
+    def merged_inference(self) -> bool:
+        return self.config["inference"]["weights"] == "merged"
+
+    # --- models --------------------------------------------------------------------------------------------
+
+    def is_built(self, model: str) -> bool:
+        return "build" in self.config["models"][model]
+
+    def base_model(self, model: str) -> str:
+        """The folder or Hub id a model loads from."""
+        return BUILT.format(model=model) if self.is_built(model) else self.config["models"][model]["name_or_path"]
+
+    def base_model_input(self, model: str) -> list:
+        """The built model folder as an input; nothing for a Hub model or a folder of the user's."""
+        return [self.base_model(model)] if self.is_built(model) else []
+
+    def merged(self, wc) -> bool:
+        """Whether a generate or perplexity job reads the merged model (inference.weights: merged)."""
+        return self.merged_inference and wc.variant == "finetuned"
+
+    def inference_inputs(self, wc) -> dict:
+        """The model files a generate or perplexity job reads: the merged model, or the base and the adapter."""
+        if self.merged(wc):
+            return {"base": MERGED.format(model=wc.model)}
+        return {"base": self.base_model_input(wc.model),
+                "adapter": ADAPTER.format(model=wc.model) if wc.variant == "finetuned" else []}
+
+    def inference_model(self, wc) -> str:
+        return MERGED.format(model=wc.model) if self.merged(wc) else self.base_model(wc.model)
+
+    def model_source(self, model: str):
+        """A fingerprint of a local model folder, or the cached Hub snapshot's commit (lmsweep.modelsource).
+
+        Read once per model when the workflow is read: a change of either reruns the model's jobs.
+        """
+        if model not in self._sources:
+            from lmsweep.modelsource import describe
+
+            entry = self.config["models"][model]
+            self._sources[model] = None if "build" in entry else describe(
+                entry["name_or_path"], entry.get("revision"), self.config.get("hf_home"))
+        return self._sources[model]
+
+    def quantization(self) -> s.Quantization:
+        return s.from_mapping(s.Quantization, self.config["quantization"], "quantization")
+
+    def load(self, model: str) -> s.Load:
+        """How to load one model as training saw it: everything that changes its weights on load."""
+        entry, source = self.config["models"][model], self.model_source(model)
+        return s.Load(revision=entry.get("revision"), snapshot=(source or {}).get("commit"), source=source,
+                      trust_remote_code=entry["trust_remote_code"], quantization=self.quantization(),
+                      weights="as_trained", merged_folder=False, merged_from_4bit=False)
+
+    def inference_load(self, wc) -> s.Load:
+        """How a generate or perplexity job loads its model, and which weights make its numbers."""
+        load = self.load(wc.model)
+        weights = self.config["inference"]["weights"]
+        if self.merged(wc):
+            # The merged folder holds plain weights in the compute dtype: loaded as they are.
+            return s.Load(revision=None, snapshot=None, source=load.source, trust_remote_code=load.trust_remote_code,
+                          quantization=s.Quantization(**{**self.config["quantization"], "load_in_4bit": False}),
+                          weights=weights, merged_folder=True, merged_from_4bit=load.quantization.load_in_4bit)
+        return s.Load(**{**load.__dict__, "weights": weights})
+
+    def lora(self, model: str) -> s.Lora:
+        return s.from_mapping(s.Lora, {**self.config["lora"], **self.config["models"][model].get("lora", {})},
+                              f"models.{model}.lora")
+
+    def training(self, model: str) -> s.Training:
+        return s.from_mapping(s.Training, {**self.config["training"],
+                                           **self.config["models"][model].get("training", {})},
+                              f"models.{model}.training")
+
+    def build(self, model: str) -> s.Build:
+        return s.from_mapping(s.Build, self.config["models"][model]["build"], f"models.{model}.build")
+
+    # --- resources -----------------------------------------------------------------------------------------
+
+    def resource(self, rule: str, key: str, default):
+        return self.config["resources"].get(rule, {}).get(key, default)
+
+    @property
+    def gpus(self) -> int:
+        return self.config["resources"]["gpu_per_job"]
+
+    def training_gpus(self) -> int:
+        """GPUs of one finetune job: resources.finetune.gpus, by default resources.gpu_per_job."""
+        return self.resource("finetune", "gpus", self.gpus)
+
+    def training_processes(self) -> int:
+        """Training processes of one finetune job (one per GPU); part of what identifies the adapter."""
+        return max(1, self.training_gpus())
+
+    # --- each rule's settings ------------------------------------------------------------------------------
+
+    def labels(self, wc) -> s.RunLabels:
+        return s.RunLabels(model=wc.model, variant=wc.variant, decoding=wc.decoding, replicate=int(wc.rep))
+
+    def bleu(self) -> s.Bleu:
+        return s.from_mapping(s.Bleu, self.config["scoring"]["bleu"], "scoring.bleu")
+
+    def statistics(self) -> s.Statistics:
+        return s.from_mapping(s.Statistics, self.config["statistics"], "statistics")
+
+    def bertscore_rescaled(self) -> bool:
+        return self.config["scoring"]["bertscore"]["rescale_with_baseline"]
+
+    def settings(self, rule: str, wc=None):
+        """The typed settings of one job of `rule` (its step module's Settings)."""
+        from lmsweep.wiring.jobs import JOBS
+
+        return JOBS[rule].settings(self, wc or Wildcards())
+
+    def paths(self, rule: str, wc=None):
+        """The paths of one job of `rule`, as the rule names them (its step module's Paths)."""
+        from lmsweep.wiring.jobs import JOBS
+
+        return JOBS[rule].paths(self, wc or Wildcards())
