@@ -1,5 +1,7 @@
 """Every model decodes under the study's settings, not its folder's own defaults; what ran is recorded."""
 
+import copy
+
 import pytest
 
 from lmsweep.generation import build_generation_config, effective_settings, generate
@@ -23,6 +25,16 @@ def test_the_folder_sets_decoding_defaults_and_no_pad_token(llama2):
     model, tokenizer = llama2
     assert model.generation_config.top_p == 0.9 and model.generation_config.temperature == 0.6
     assert tokenizer.pad_token == tokenizer.eos_token  # load_tokenizer's fallback for a tokenizer without one
+
+
+def test_what_a_folder_asks_generate_to_return_is_no_decoding_difference(plain):
+    """transformers 5 saves output_attentions/output_hidden_states False in every generation_config.json it
+    writes; those change what generate() returns, never a token, so they are not reported as overridden."""
+    model, tokenizer = plain
+    own = copy.deepcopy(model.generation_config)  # the fixture is shared
+    own.output_attentions, own.output_hidden_states, own.top_p = False, False, 0.5
+    _, overridden = build_generation_config(SAMPLING, own, tokenizer)
+    assert overridden == {"top_p": (0.5, 1.0)}
 
 
 def test_library_defaults_then_the_study_not_the_model_folder(llama2):

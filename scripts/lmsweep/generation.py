@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
 # Bookkeeping, not decoding: never compared, never recorded.
 BOOKKEEPING = {"transformers_version", "_from_model_config", "_commit_hash", "_original_object_hash"}
+# What generate() returns beside the tokens: never a decoding difference between model folders.
+OUTPUT_ONLY = {"output_attentions", "output_hidden_states", "output_scores", "output_logits", "return_dict_in_generate"}
 # Fields that only matter when sampling; with do_sample false they stay at the library's defaults.
 SAMPLING_ONLY = ("temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "top_h")
 
@@ -56,7 +58,7 @@ def build_generation_config(settings: dict, model_config=None, tokenizer=None, m
     from transformers import GenerationConfig
 
     own = _set_fields(model_config) if model_config is not None else {}
-    own_decoding = {k: v for k, v in own.items() if k not in TOKEN_FIELDS}
+    own_decoding = {k: v for k, v in own.items() if k not in TOKEN_FIELDS and k not in OUTPUT_ONLY}
     values = library_defaults()
     if model_defaults:
         values.update(own_decoding)

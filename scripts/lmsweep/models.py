@@ -4,6 +4,10 @@ Models load from safetensors only, and run remote code only where a model's
 config entry asks for it.
 """
 
+import logging
+
+log = logging.getLogger(__name__)
+
 # LoRA targets by `config.model_type`: every projection of attention and MLP.
 LORA_TARGETS = {
     "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
@@ -236,6 +240,8 @@ def load_for_step(base_model: str, adapter: str | None, load, device: str, threa
     seed_everything(seed)
     device = resolve_device(device)
     revision = load.revision_to_load
+    log.info(f"loading {base_model}" + (f" at {revision}" if revision else "") + (f" with adapter {adapter}" if adapter else "")
+             + f" on {device} ({inference_path(load, adapter)})")
     tokenizer = load_tokenizer(base_model, revision, load.trust_remote_code, padding_side=padding_side)
     model = load_for_inference(
         base_model, adapter, device, merge=merge, revision=revision, trust_remote_code=load.trust_remote_code,

@@ -8,6 +8,7 @@ finding no CUDA here, runs on the CPU; the first run on a GPU machine hung exact
 waited for the claim its own job held).
 """
 
+import json
 import os
 import re
 
@@ -38,8 +39,13 @@ def test_the_merged_weights_made_the_fine_tuned_numbers(reduced_run):
     weights = scores.groupby("variant").weights.unique().to_dict()
     assert list(weights["finetuned"]) == ["merged: adapter merged into the full-precision base"]
     assert list(weights["base"]) == ["merged: full-precision base"]
-    log = (reduced_run.study / "logs" / "generate" / "tiny_llama" / "finetuned" / "baseline" / "rep0.log").read_text()
-    assert "results/merge_adapter/tiny_llama" in log
+    merged = "results/merge_adapter/tiny_llama"
+    for variant, base in (("finetuned", merged), ("base", "results/build_tiny_model/tiny_llama")):
+        first = (results / "generate" / "tiny_llama" / variant / "baseline" / "rep0.jsonl").read_text().splitlines()[0]
+        assert json.loads(first)["base_model"] == base
+        log = (reduced_run.study / "logs" / "generate" / "tiny_llama" / variant / "baseline" / "rep0.log").read_text()
+        assert f"loading {base} on cpu" in log and "with adapter" not in log
+        assert "generation config sets" not in log  # the tiny folder's output_attentions is no decoding difference
 
 
 GPU_RULES = {"finetune", "merge_adapter", "generate", "score", "perplexity"}
