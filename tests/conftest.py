@@ -208,6 +208,19 @@ WORKFLOW_GROUPS = {"test_demo.py": "demo", "test_demo_report.py": "demo", "test_
                    "test_damaged_outputs.py": "demo"}
 
 
+# The schedule: the longest chains first, so no worker starts one near the end. The SLURM file makes the reduced
+# run, then the cluster's; the demo group makes the demo run; the files that read the reduced run come after a
+# few long unit files, once it is there. Every other file follows in collection order.
+FIRST = ["tests/workflow/test_slurm.py", "demo", "tests/test_faults.py", "tests/runtime/test_warm.py",
+         "tests/steps/test_finetune.py", "tests/workflow/test_reproducibility.py",
+         "tests/workflow/test_changes_run.py", "tests/workflow/test_offline.py"]
+
+
+def pytest_configure(config):
+    if getattr(config.option, "dist", "no") == "loadgroup":
+        config.option.loadscopereorder = False  # xdist would order groups by their number of tests, not FIRST
+
+
 def group_of(item) -> str:
     workflow = item.path.parent.name == "workflow" and item.path.name in WORKFLOW_GROUPS
     return WORKFLOW_GROUPS[item.path.name] if workflow else str(item.path.relative_to(item.config.rootpath))
@@ -224,3 +237,5 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "@" not in item.nodeid.rsplit("::", 1)[-1]:
             item._id = coerce_node_id(f"{item.nodeid}@{group_of(item)}")
+    rank = {group: n for n, group in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(group_of(item), len(FIRST)))  # stable: files keep their order
