@@ -39,13 +39,16 @@ def test_the_merged_weights_made_the_fine_tuned_numbers(reduced_run):
     weights = scores.groupby("variant").weights.unique().to_dict()
     assert list(weights["finetuned"]) == ["merged: adapter merged into the full-precision base"]
     assert list(weights["base"]) == ["merged: full-precision base"]
-    merged = "results/merge_adapter/tiny_llama"
-    for variant, base in (("finetuned", merged), ("base", "results/build_tiny_model/tiny_llama")):
-        first = (results / "generate" / "tiny_llama" / variant / "baseline" / "rep0.jsonl").read_text().splitlines()[0]
-        assert json.loads(first)["base_model"] == base
-        log = (reduced_run.study / "logs" / "generate" / "tiny_llama" / variant / "baseline" / "rep0.log").read_text()
+    merged, built = "results/merge_adapter/tiny_llama", "results/build_tiny_model/tiny_llama"
+    for variant, base in (("finetuned", merged), ("base", built)):  # the base variant is teacher-forced only here
+        assert json.loads((results / "perplexity" / "tiny_llama" / f"{variant}.json").read_text())["base_model"] == base
+        log = (reduced_run.study / "logs" / "perplexity" / "tiny_llama" / f"{variant}.log").read_text()
         assert f"loading {base} on cpu" in log and "with adapter" not in log
-        assert "generation config sets" not in log  # the tiny folder's output_attentions is no decoding difference
+    predictions = results / "generate" / "tiny_llama" / "finetuned" / "baseline" / "rep0.jsonl"
+    assert json.loads(predictions.read_text().splitlines()[0])["base_model"] == merged
+    log = (reduced_run.study / "logs" / "generate" / "tiny_llama" / "finetuned" / "baseline" / "rep0.log").read_text()
+    assert f"loading {merged} on cpu" in log
+    assert "generation config sets" not in log  # the tiny folder's output_attentions is no decoding difference
 
 
 GPU_RULES = {"finetune", "merge_adapter", "generate", "score", "perplexity"}
