@@ -375,6 +375,9 @@ def test_outputs_get_the_modes_the_umask_gives_any_new_file(tmp_path, mask):
     rename), so a study folder shared by a group was unreadable to it."""
     import os
 
+    import torch
+    from safetensors.torch import save_file
+
     from lmsweep.io import atomic_path, write_json
 
     old = os.umask(mask)
@@ -382,6 +385,11 @@ def test_outputs_get_the_modes_the_umask_gives_any_new_file(tmp_path, mask):
         write_json(tmp_path / "summary.json", {"a": 1})
         with atomic_path(tmp_path / "adapter", is_dir=True) as tmp:
             (tmp / "weights").write_text("w")
+            # safetensors writes its files 0600 whatever the umask (through a temporary file of its own)
+            save_file({"w": torch.zeros(2)}, tmp / "model.safetensors")
+            (tmp / "sub").mkdir(mode=0o700)
+            (tmp / "sub" / "run.sh").write_text("#!/bin/sh\n")
+            (tmp / "sub" / "run.sh").chmod(0o700)
         (tmp_path / "plain.txt").write_text("x")
         (tmp_path / "plain").mkdir()
     finally:
@@ -390,3 +398,7 @@ def test_outputs_get_the_modes_the_umask_gives_any_new_file(tmp_path, mask):
     assert (tmp_path / "summary.json").stat().st_mode & 0o777 == (tmp_path / "plain.txt").stat().st_mode & 0o777
     assert (tmp_path / "adapter").stat().st_mode & 0o777 == 0o777 & ~mask
     assert (tmp_path / "adapter").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
+    for name in ("weights", "model.safetensors"):
+        assert (tmp_path / "adapter" / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
+    assert (tmp_path / "adapter" / "sub").stat().st_mode & 0o777 == 0o777 & ~mask
+    assert (tmp_path / "adapter" / "sub" / "run.sh").stat().st_mode & 0o777 == 0o766 & ~mask  # its execute bit kept

@@ -26,7 +26,10 @@ def atomic_path(path, is_dir: bool = False):
 
     The temporary file or folder gets the mode any new file gets under the
     umask (tempfile makes them 0600 and 0700, which the rename would keep: a
-    study folder shared by a group would be unreadable to it).
+    study folder shared by a group would be unreadable to it). So does every
+    file and folder written inside a folder: safetensors writes its files
+    0600 (through a temporary file of its own), so a model folder's weights
+    were unreadable to the group while its config was not.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -40,6 +43,8 @@ def atomic_path(path, is_dir: bool = False):
         tmp.chmod(0o666 & ~umask())
     try:
         yield tmp
+        if is_dir:
+            _umask_modes(tmp)
         if is_dir and path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -49,6 +54,18 @@ def atomic_path(path, is_dir: bool = False):
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask_modes(folder: Path) -> None:
+    """Every file and folder under `folder` in the mode a new one gets under the umask (execute bits kept)."""
+    mask = umask()
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            target = os.path.join(root, name)
+            if not os.path.islink(target):
+                os.chmod(target, (0o666 | (os.stat(target).st_mode & 0o111)) & ~mask)
 
 
 def write_json(path, obj) -> None:
