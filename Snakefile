@@ -2,10 +2,12 @@
 #
 #   snakemake --cores 1 --use-conda                  # the study in config.yaml
 #   snakemake --cores 2 --directory demo             # the offline demo
+#   snakemake --cores 2 --directory demo_chat        # a real pretrained chat model, offline
 #
-# The DAG: prepare_data -> finetune (one adapter per model) -> generate and score (one job per model x
-# decoding config) -> perplexity -> check_scores -> aggregate and compare -> report. Each rule is in
-# rules/<rule>.smk, its script in scripts/<rule>.py, its logic in scripts/lmsweep/steps/<rule>.py.
+# The DAG: prepare_data (and build_tiny_model or convert_gguf for a model the workflow makes) -> finetune
+# (one adapter per model) -> generate and score (one job per model x decoding config) -> perplexity ->
+# check_scores -> aggregate and compare -> report. Each rule is in rules/<rule>.smk, its script in
+# scripts/<rule>.py, its logic in scripts/lmsweep/steps/<rule>.py.
 
 from snakemake.utils import min_version
 
@@ -25,6 +27,7 @@ report: "reports/workflow.rst"
 
 include: "rules/prepare_data.smk"
 include: "rules/build_tiny_model.smk"
+include: "rules/convert_gguf.smk"
 include: "rules/finetune.smk"
 include: "rules/merge_adapter.smk"
 include: "rules/generate.smk"

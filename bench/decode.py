@@ -78,6 +78,7 @@ def measure_variant(args) -> None:
     import torch
 
     from lmsweep.generation import generate
+    from lmsweep.prompts import Prompter
 
     load_s = time.perf_counter() - started
     prompts = common.records(args.prompts, seed=2)
@@ -88,7 +89,7 @@ def measure_variant(args) -> None:
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         with common.BusyMeter() as meter:
-            out = generate(model, tokenizer, prompts, settings, "auto", seed=1, generation_config=config)
+            out = generate(model, Prompter("alpaca", tokenizer), prompts, settings, "auto", seed=1, generation_config=config)
         after = device_calls()
         batch = max(r["batch_size"] for r in out)
         tokens = sum(r["new_tokens"] for r in out)
@@ -112,16 +113,17 @@ def profile(model, tokenizer, prompts, settings, args) -> dict:
     from torch.profiler import profile as torch_profile
 
     from lmsweep.generation import generate
+    from lmsweep.prompts import Prompter
 
     steps = min(args.new_tokens, 16)
     short = {**settings, "max_new_tokens": steps}
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     config = configure(args.variant, short, tokenizer)
-    generate(model, tokenizer, prompts, short, "auto", seed=1, generation_config=config)  # this length's warm-up
+    generate(model, Prompter("alpaca", tokenizer), prompts, short, "auto", seed=1, generation_config=config)  # this length's warm-up
     config = configure(args.variant, short, tokenizer)
     with torch_profile(activities=activities) as prof:
         started = time.perf_counter()
-        generate(model, tokenizer, prompts, short, "auto", seed=1, generation_config=config)
+        generate(model, Prompter("alpaca", tokenizer), prompts, short, "auto", seed=1, generation_config=config)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         wall = time.perf_counter() - started

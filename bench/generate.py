@@ -40,6 +40,7 @@ def run_path(results, label, base, adapter, load, merge, prompts, settings_list,
     from lmsweep.answer_nll import answer_nll, perplexity
     from lmsweep.generation import generate
     from lmsweep.models import load_for_step
+    from lmsweep.prompts import Prompter
 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -69,16 +70,16 @@ def run_path(results, label, base, adapter, load, merge, prompts, settings_list,
         sampling.per_example_possible = lambda config: False
     for name, settings in settings_list:
         records = prompts[:old_prompts] if batch != "auto" else prompts
-        generate(model, tokenizer, records[:2], {**settings, "max_new_tokens": 4}, 2, seed=1)  # warm-up
+        generate(model, Prompter("alpaca", tokenizer), records[:2], {**settings, "max_new_tokens": 4}, 2, seed=1)  # warm-up
         with common.BusyMeter() as meter:
-            out = generate(model, tokenizer, records, settings, batch, seed=1)
+            out = generate(model, Prompter("alpaca", tokenizer), records, settings, batch, seed=1)
         tokens = sum(r["new_tokens"] for r in out)
         if library_sampling and name == "baseline":
             # What the per-example random streams cost: the same batch with transformers' own sampling.
             sampling.per_example_possible = lambda config: False
             try:
                 with common.BusyMeter() as plain:
-                    generate(model, tokenizer, records, settings, batch, seed=1)
+                    generate(model, Prompter("alpaca", tokenizer), records, settings, batch, seed=1)
             finally:
                 sampling.per_example_possible = possible
             results.data["library_sampling_tokens_per_s"] = tokens / plain.seconds
@@ -93,7 +94,7 @@ def run_path(results, label, base, adapter, load, merge, prompts, settings_list,
                     batch_sizes=batches)
     sampling.per_example_possible = possible
     started = time.perf_counter()
-    nll = answer_nll(model, tokenizer, perplexity_records, batch_size=16)
+    nll = answer_nll(model, Prompter("alpaca", tokenizer), perplexity_records, batch_size=16)
     results.data.setdefault("perplexity_s_per_record", {})[label] = (time.perf_counter() - started) / len(nll)
     value = perplexity([r.nll for r in nll], [r.tokens for r in nll])
     del model

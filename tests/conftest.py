@@ -163,7 +163,7 @@ def mini_study(tmp_path_factory):
             answer_words=int(table.words.sum()), examples_cut=0, answers_cut=0, bytes_cut=0, n_examples=len(tasks),
             signatures={"perplexity": "ppl", "bits_per_byte": "bpb", "word_perplexity": "wppl"},
             base_model=f"models/{model}", inference=weights[(model, variant)], model_source=None,
-            adapter=None, seed=42, versions={"torch": "x"},
+            adapter=None, seed=42, versions={"torch": "x"}, prompt_format="alpaca",
         ).save(path)
         perplexities.append(path)
     statistics = Statistics(confidence=0.95, resamples=500, max_resamples=2000, alpha=0.05, seed=1)
@@ -211,7 +211,7 @@ WORKFLOW_GROUPS = {"test_demo.py": "demo", "test_demo_report.py": "demo", "test_
 # The schedule: the longest chains first, so no worker starts one near the end. The SLURM file makes the reduced
 # run, then the cluster's; the demo group makes the demo run; the files that read the reduced run come after a
 # few long unit files, once it is there. Every other file follows in collection order.
-FIRST = ["tests/workflow/test_slurm.py", "demo", "tests/test_faults.py", "tests/runtime/test_warm.py",
+FIRST = ["tests/workflow/test_slurm.py", "demo", "tests/workflow/test_demo_chat.py", "tests/test_faults.py", "tests/runtime/test_warm.py",
          "tests/steps/test_finetune.py", "tests/workflow/test_reproducibility.py",
          "tests/workflow/test_changes_run.py", "tests/workflow/test_offline.py"]
 

@@ -26,6 +26,7 @@ import pytest
 
 from lmsweep.demo_data import make_tasks
 from lmsweep.io import read_jsonl, write_jsonl
+from lmsweep.prompts import Prompter
 from lmsweep.runtime.cli import write_job
 from lmsweep.runtime.job import Job
 
@@ -331,11 +332,11 @@ def test_perplexity_halves_its_batch_on_oom_and_scores_the_same(tiny_llama, monk
     model = load_for_inference(str(tiny_llama), None, "cpu")
     tokenizer = load_tokenizer(str(tiny_llama))
     batch = records(12, seed=2)
-    expected = answer_nll(model, tokenizer, batch, batch_size=8)
+    expected = answer_nll(model, Prompter("alpaca", tokenizer), batch, batch_size=8)
     assert lmsweep_log("WARNING") == []
 
     monkeypatch.setattr(type(model), "forward", oom_above_two(type(model).forward))
-    got = answer_nll(model, tokenizer, batch, batch_size=8)
+    got = answer_nll(model, Prompter("alpaca", tokenizer), batch, batch_size=8)
     logged = lmsweep_log("WARNING")
     assert [r.tokens for r in got] == [r.tokens for r in expected]
     assert [r.nll for r in got] == pytest.approx([r.nll for r in expected], rel=1e-6)
@@ -360,7 +361,7 @@ def test_oom_at_batch_size_one_is_an_error_not_a_loop(tiny_llama, monkeypatch, l
     monkeypatch.setattr(type(model), "forward", no_memory)
     # At batch size 1 halving cannot help: the error names the record (the longest, scored first).
     with pytest.raises(MemoryError, match=r"out of memory on test record \d+ alone") as error:
-        answer_nll(model, load_tokenizer(str(tiny_llama)), records(3, seed=2), batch_size=4)
+        answer_nll(model, Prompter("alpaca", load_tokenizer(str(tiny_llama))), records(3, seed=2), batch_size=4)
     logged = lmsweep_log("WARNING")
     assert isinstance(error.value.__cause__, torch.OutOfMemoryError)
     assert logged == [

@@ -6,6 +6,7 @@ import pytest
 
 from lmsweep.generation import build_generation_config, effective_settings, generate
 from lmsweep.models import load_for_inference, load_tokenizer
+from lmsweep.prompts import Prompter
 
 SAMPLING = {"do_sample": True, "top_k": 50, "num_beams": 1, "temperature": 0.8, "max_new_tokens": 8}
 
@@ -99,7 +100,7 @@ def test_two_folders_of_one_model_decode_alike_whatever_their_defaults(plain, ll
     outputs = []
     for model, tokenizer in (plain, llama2):
         config, _ = build_generation_config(SAMPLING, model.generation_config, tokenizer)
-        outputs.append([r["prediction"] for r in generate(model, tokenizer, records, SAMPLING, 5, seed=3,
+        outputs.append([r["prediction"] for r in generate(model, Prompter("alpaca", tokenizer), records, SAMPLING, 5, seed=3,
                                                           generation_config=config)])
     assert outputs[0] == outputs[1]
 
@@ -110,6 +111,6 @@ def test_with_the_folders_defaults_the_answers_differ(llama2_layout, demo_record
     records = demo_records[:10]
     ours, _ = build_generation_config(SAMPLING, model.generation_config, tokenizer)
     theirs, _ = build_generation_config(SAMPLING, model.generation_config, tokenizer, model_defaults=True)
-    a = [r["prediction"] for r in generate(model, tokenizer, records, SAMPLING, 5, seed=3, generation_config=ours)]
-    b = [r["prediction"] for r in generate(model, tokenizer, records, SAMPLING, 5, seed=3, generation_config=theirs)]
+    a = [r["prediction"] for r in generate(model, Prompter("alpaca", tokenizer), records, SAMPLING, 5, seed=3, generation_config=ours)]
+    b = [r["prediction"] for r in generate(model, Prompter("alpaca", tokenizer), records, SAMPLING, 5, seed=3, generation_config=theirs)]
     assert a != b  # top_p 0.9 cuts the tail of a near-uniform model's distribution

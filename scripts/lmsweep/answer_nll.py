@@ -1,22 +1,26 @@
 """How well a model predicts the reference answers given their prompts, answer tokens only.
 
-The answer is tokenized exactly as TRL tokenized it for training: the prompt,
-then prompt + answer + EOS, the answer starting where the two token sequences
-part. Each example's negative log-likelihood (NLL, in nats) is summed twice:
+The answer is tokenized exactly as TRL tokenized it for training, in the
+model's prompt format (lmsweep.prompts): the prompt, then prompt + answer +
+EOS (alpaca) or the conversation rendered by the chat template with the
+answer as its last assistant turn (chat_template), the answer starting where
+the two token sequences part. What closes the answer (the EOS; a template's
+end-of-turn tokens) is its closing. Each example's negative log-likelihood
+(NLL, in nats) is summed twice:
 
-- over the answer's tokens and the EOS after them (`nll`, `tokens`): token
+- over the answer's tokens and its closing (`nll`, `tokens`): token
   perplexity, exp(total NLL / total tokens), the number training minimises.
   It counts in the model's own tokens, so it compares the two variants of
   one model (same tokenizer), not models with different tokenizers (Llama-2's
   32,000 tokens against Phi-2's 51,200);
-- over the answer's own tokens, without the EOS (`nll_text`): bits per byte,
+- over the answer's own tokens, without the closing (`nll_text`): bits per byte,
   total NLL / (total UTF-8 bytes * ln 2), and word perplexity,
   exp(total NLL / total words). Both count in units of the text itself, so
   they compare models, and both are lm-evaluation-harness's: the log-likelihood
   of the document's own tokens over its bytes or words (words are
-  `re.split(r"\\s+", text)`, its count_words). The EOS is no byte and no word
-  of the answer, so its loss is left out of both (issue 17: counting it added
-  1-4% to bits per byte and reordered models).
+  `re.split(r"\\s+", text)`, its count_words). The EOS or end-of-turn markup
+  is no byte and no word of the answer, so its loss is left out of both
+  (issue 17: counting it added 1-4% to bits per byte and reordered models).
 
 All are corpus numbers (totals first, then the ratio; never a mean of
 per-example values). An answer longer than the model's context loses its
@@ -28,27 +32,18 @@ import math
 import re
 from dataclasses import dataclass
 
-from lmsweep.prompts import format_prompt
-
-
-def common_prefix_length(a, b) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 @dataclass(frozen=True)
 class Encoded:
-    """One record as the model reads it: ids[:n_prompt] the prompt, ids[n_prompt:] the answer (and EOS)."""
+    """One record as the model reads it: ids[:n_prompt] the prompt, ids[n_prompt:n_own] the answer's own
+    tokens, ids[n_own:] what closes it (the EOS, or a chat template's end-of-turn tokens)."""
 
     ids: list
     n_prompt: int
+    n_own: int
     prompt_tokens_cut: int  # prompt tokens dropped from its start to fit the context
-    answer_tokens_cut: int  # answer tokens (EOS included) dropped from its end: the answer alone was too long
-    has_eos: bool  # the EOS is still at the end (nothing of the answer was cut)
+    answer_tokens_cut: int  # answer tokens (closing tokens included) dropped from its end: too long on its own
     scored_text: str  # the part of the answer whose tokens are scored: the whole answer unless it was cut
 
     @property
@@ -56,21 +51,21 @@ class Encoded:
         return self.prompt_tokens_cut + self.answer_tokens_cut
 
 
-def encode(tokenizer, record, max_tokens: int | None = None) -> Encoded:
-    """How one record is scored, cut to `max_tokens` (the model's context) where it does not fit.
+def encode(prompter, record, max_tokens: int | None = None) -> Encoded:
+    """How one record is scored (lmsweep.prompts.Prompter.scored), cut to `max_tokens` (the model's
+    context) where it does not fit.
 
     Where prompt and answer exceed `max_tokens`, the prompt loses tokens from
     its start (after BOS, keeping at least one) until the whole fits; an answer
-    longer than the context on its own then loses its end, EOS first.
+    longer than the context on its own then loses its end, closing tokens first.
     """
-    prompt, answer = format_prompt(record), record["output"]
-    prompt_ids = tokenizer(prompt)["input_ids"]
-    whole = tokenizer(prompt + answer, return_offsets_mapping=tokenizer.is_fast)
-    full = list(whole["input_ids"]) + [tokenizer.eos_token_id]
-    n_prompt = common_prefix_length(prompt_ids, full)
+    tokenizer = prompter.tokenizer
+    scored = prompter.scored(record)
+    full, n_prompt = list(scored.ids), scored.n_prompt
     if n_prompt == 0:
         raise ValueError(f"record {record.get('id')}: the prompt and the prompt + answer tokenize with no common "
                          "first token, so the answer's first token has nothing to be predicted from")
+    closing = len(full) - scored.n_own
     prompt_cut = answer_cut = 0
     if max_tokens is not None and len(full) > max_tokens:
         keep = 1 if tokenizer.bos_token_id is not None and full[0] == tokenizer.bos_token_id else 0
@@ -79,15 +74,15 @@ def encode(tokenizer, record, max_tokens: int | None = None) -> Encoded:
         n_prompt -= prompt_cut
         answer_cut = max(0, len(full) - max_tokens)
         full = full[:max_tokens]
-    scored_text = answer
-    if answer_cut > 1:  # more than the EOS: the text's tail is not scored
-        last = len(full) - 1 + prompt_cut  # the last kept token, as an index into `whole`
-        if tokenizer.is_fast:
-            end = whole["offset_mapping"][last][1]
-            scored_text = (prompt + answer)[len(prompt) : max(end, len(prompt))]
+    n_own = min(scored.n_own - prompt_cut, len(full))
+    scored_text = record["output"]
+    if answer_cut > closing:  # more than the closing tokens: the text's tail is not scored
+        if scored.offsets is not None:
+            end = scored.offsets[n_own - 1 + prompt_cut][1]  # the last kept token, as an index into scored.ids
+            scored_text = scored.text[scored.start : min(max(end, scored.start), scored.end)]
         else:
-            scored_text = tokenizer.decode(full[n_prompt:], skip_special_tokens=True)
-    return Encoded(full, n_prompt, prompt_cut, answer_cut, answer_cut == 0, scored_text)
+            scored_text = tokenizer.decode(full[n_prompt:n_own], skip_special_tokens=True)
+    return Encoded(full, n_prompt, n_own, prompt_cut, answer_cut, scored_text)
 
 
 def count_bytes(text: str) -> int:
@@ -114,15 +109,16 @@ class AnswerNLL:
     bytes_cut: int
 
 
-def answer_nll(model, tokenizer, records, batch_size: int = 8, max_tokens: int | None = None) -> list:
-    """An AnswerNLL per record, in record order; the batch is halved on out-of-memory."""
+def answer_nll(model, prompter, records, batch_size: int = 8, max_tokens: int | None = None) -> list:
+    """An AnswerNLL per record, in record order, under the model's prompt format (a
+    lmsweep.prompts.Prompter); the batch is halved on out-of-memory."""
     import torch
 
     from lmsweep.batching import run_batches
 
     device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id
-    encoded = [encode(tokenizer, r, max_tokens) for r in records]
+    pad = prompter.tokenizer.pad_token_id
+    encoded = [encode(prompter, r, max_tokens) for r in records]
 
     def batch_nll(batch):
         out = []
@@ -146,7 +142,7 @@ def answer_nll(model, tokenizer, records, batch_size: int = 8, max_tokens: int |
             e = encoded[i]
             # Target position j - 1 predicts token j: the answer's tokens are n_prompt - 1 .. len(ids) - 2.
             answer = nll[row, e.n_prompt - 1 : len(e.ids) - 1].double()
-            text = answer[:-1] if e.has_eos else answer
+            text = nll[row, e.n_prompt - 1 : e.n_own - 1].double()
             record = records[i]
             out.append(AnswerNLL(
                 nll=answer.sum().item(), tokens=len(answer), nll_text=text.sum().item(),

@@ -1,8 +1,19 @@
-"""Load an Alpaca-format dataset, validate its records and split it.
+"""Load an instruction dataset, validate its records and split it.
 
-A record has the string fields `instruction`, `input` (may be empty) and
-`output` (may not). Records keep their position in the source as `id`, so a
-prediction can always be traced back to the line it came from.
+Three forms, one per dataset:
+
+- Alpaca: the string fields `instruction`, `input` (may be empty) and
+  `output` (may not);
+- messages: a `messages` list of {"role", "content"} turns (OpenAI roles:
+  system, user, assistant);
+- ShareGPT: a `conversations` list of {"from", "value"} turns (system,
+  human, gpt; TRL's maybe_convert_to_chatml names).
+
+A conversation's last turn must be the assistant's: it is the reference
+answer (`output`), and the turns before it (`messages`, at least one, the
+last a user turn, a system turn only first) the prompt. Records keep their
+position in the source as `id`, so a prediction can always be traced back to
+the line it came from.
 """
 
 import json
@@ -13,6 +24,10 @@ from pathlib import Path
 from lmsweep.sources import DATA_SUFFIXES, is_local
 
 FIELDS = ("instruction", "input", "output")
+FORMS = ("alpaca", "messages", "sharegpt")
+# ShareGPT's speaker names, as TRL converts them to roles (trl.data_utils.maybe_convert_to_chatml).
+SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
+ROLES = ("system", "user", "assistant")
 # Fewer test records than this are refused: no paired test on them could reach p < 0.01 (the exact sign-flip
 # test's smallest p is 2/2**n), and a bootstrap interval would rest on a handful of values.
 MIN_TEST_RECORDS = 8
@@ -27,7 +42,7 @@ class DatasetError(ValueError):
 def local_source_problem(source: str) -> str | None:
     """Why a local `source` that exists cannot be read (a folder, another file type), or None."""
     path = Path(source).expanduser()
-    needed = "give a .json, .jsonl or .parquet file in Alpaca format"
+    needed = "give a .json, .jsonl or .parquet file of Alpaca, messages or ShareGPT records"
     if path.is_dir():
         return f"{source!r} is a directory; {needed}"
     if path.exists() and path.suffix.lower() not in DATA_SUFFIXES:
@@ -106,8 +121,76 @@ def _read_parquet(path: Path):
         ) from None
 
 
+def record_form(record) -> str:
+    """alpaca, messages or sharegpt: which form a record is in (by its fields)."""
+    if isinstance(record, dict) and "messages" in record:
+        return "messages"
+    if isinstance(record, dict) and "conversations" in record:
+        return "sharegpt"
+    return "alpaca"
+
+
+def turns_of(record, form: str):
+    """(turns as {"role", "content"}, problem): a conversation record's turns, or why they cannot be read."""
+    field, role_key, text_key = ("messages", "role", "content") if form == "messages" else \
+        ("conversations", "from", "value")
+    turns = record[field]
+    if hasattr(turns, "tolist"):  # a Parquet file's list column reaches us as a numpy array
+        turns = turns.tolist()
+    if not isinstance(turns, list) or not turns:
+        return None, f"field {field} is {'an empty list' if turns == [] else type(turns).__name__}, not a list of turns"
+    out = []
+    for n, turn in enumerate(turns, start=1):
+        if not isinstance(turn, dict) or role_key not in turn or text_key not in turn:
+            return None, f"{field} turn {n} is not an object with {role_key!r} and {text_key!r}"
+        role, text = turn[role_key], turn[text_key]
+        role = SHAREGPT_ROLES.get(role) if form == "sharegpt" else (role if role in ROLES else None)
+        if role is None:
+            known = ", ".join(SHAREGPT_ROLES if form == "sharegpt" else ROLES)
+            return None, f"{field} turn {n} has the unknown {role_key} {turn[role_key]!r} (known: {known})"
+        if not isinstance(text, str):
+            return None, f"{field} turn {n} ({role}) has a {type(text).__name__} {text_key}, not a string"
+        if not text.strip():
+            return None, f"{field} turn {n} ({role}) is empty"
+        out.append({"role": role, "content": text})
+    return out, None
+
+
+def conversation_problem(turns, field: str) -> str | None:
+    """Why turns cannot make a prompt and its reference answer, or None."""
+    roles = [t["role"] for t in turns]
+    if roles[-1] != "assistant":
+        return f"{field} does not end with an assistant turn (the reference answer): it ends with {roles[-1]}"
+    if len(roles) < 2 or roles[-2] != "user":
+        return f"{field} has no user turn right before its last assistant turn (the prompt the answer follows)"
+    if "system" in roles[1:]:
+        return f"{field} has a system turn after its first turn"
+    return None
+
+
+def normalize(record, form: str):
+    """(the record as lmsweep keeps it, problem): Alpaca fields, or `messages` (the prompt turns) and
+    `output` (the last assistant turn)."""
+    if form == "alpaca":
+        problem = record_problem(record)
+        return (None, problem) if problem else ({f: record[f] for f in FIELDS}, None)
+    turns, problem = turns_of(record, form)
+    problem = problem or conversation_problem(turns, "messages" if form == "messages" else "conversations")
+    if problem:
+        return None, problem
+    return {"messages": turns[:-1], "output": turns[-1]["content"]}, None
+
+
+def prompt_key(record) -> tuple:
+    """What makes two records the same prompt (duplicates, train/test overlap): instruction and input, or
+    the prompt turns, stripped."""
+    if "messages" in record:
+        return tuple((t["role"], t["content"].strip()) for t in record["messages"])
+    return (record["instruction"].strip(), record["input"].strip())
+
+
 def record_problem(record) -> str | None:
-    """Why `record` cannot be used, or None."""
+    """Why an Alpaca `record` cannot be used, or None."""
     if not isinstance(record, dict):
         return f"is a {type(record).__name__}, not an object"
     missing = [f for f in FIELDS if f not in record]
@@ -127,14 +210,19 @@ def validate(records, on_invalid: str = "error", duplicates: str = "drop"):
     """Keep usable records, each with its 1-based source position as `id`.
 
     on_invalid: "error" stops at the first bad record, "drop" counts and drops it.
-    duplicates (same instruction and input): "drop" keeps the first, "keep", or "error".
-    Returns (records, report) where report counts what was dropped and why.
+    duplicates (same instruction and input, or the same prompt turns): "drop" keeps the first, "keep", or
+    "error". Every record must be in the first record's form (alpaca, messages or sharegpt).
+    Returns (records, report) where report counts what was dropped and why, and names the form.
     """
     if not records:
         raise DatasetError("the dataset holds no records")
+    form = record_form(records[0])
     kept, dropped, seen, repeats = [], Counter(), {}, 0
     for number, record in enumerate(records, start=1):
-        problem = record_problem(record)
+        if record_form(record) != form:
+            raise DatasetError(f"record {number} is in {record_form(record)} form, but record 1 is in {form} form; "
+                               "give every record in one form")
+        normal, problem = normalize(record, form)
         if problem:
             if on_invalid == "error":
                 raise DatasetError(
@@ -142,23 +230,23 @@ def validate(records, on_invalid: str = "error", duplicates: str = "drop"):
                 )
             dropped[problem] += 1
             continue
-        key = (record["instruction"].strip(), record["input"].strip())
+        key = prompt_key(normal)
         if key in seen:
             repeats += 1
             if duplicates == "error":
                 raise DatasetError(
-                    f"record {number} repeats the instruction and input of record {seen[key]}; "
-                    "set dataset.duplicates: drop (or keep)"
+                    f"record {number} repeats the {'prompt turns' if form != 'alpaca' else 'instruction and input'} "
+                    f"of record {seen[key]}; set dataset.duplicates: drop (or keep)"
                 )
             if duplicates == "drop":
                 dropped["duplicate"] += 1
                 continue
         else:
             seen[key] = number
-        kept.append({"id": number, **{f: record[f] for f in FIELDS}})
+        kept.append({"id": number, **normal})
     if not kept:
         raise DatasetError(f"no usable record is left after dropping {dict(dropped)}")
-    return kept, {"records_read": len(records), "dropped": dict(dropped), "duplicates": repeats}
+    return kept, {"records_read": len(records), "dropped": dict(dropped), "duplicates": repeats, "form": form}
 
 
 def _size(value, total: int, key: str) -> int:
@@ -217,6 +305,6 @@ def study_warnings(manifest: dict) -> list:
 
 
 def overlap(train, test) -> int:
-    """Test records whose instruction and input also stand in the train set."""
-    seen = {(r["instruction"].strip(), r["input"].strip()) for r in train}
-    return sum((r["instruction"].strip(), r["input"].strip()) in seen for r in test)
+    """Test records whose prompt (instruction and input, or prompt turns) also stands in the train set."""
+    seen = {prompt_key(r) for r in train}
+    return sum(prompt_key(r) in seen for r in test)

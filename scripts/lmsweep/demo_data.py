@@ -46,3 +46,35 @@ def make_tasks(n: int, seed: int) -> list:
     """`n` Alpaca-format records, drawn with `seed`; duplicates are left in, as in real data."""
     rng = random.Random(seed)
     return [_task(rng) for _ in range(n)]
+
+
+SYSTEM = "Answer with the result only."
+
+
+def make_conversations(n: int, seed: int) -> list:
+    """`n` records in messages form (the chat demo's data, demo_chat/tasks.jsonl): each task as a user turn
+    and its answer as the assistant's; about a third open with a system turn, about a third follow an
+    earlier exchange (another task and its answer), so prompts of one, two and four turns occur."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        task, kind = _task(rng), rng.randrange(3)
+        turns = [{"role": "system", "content": SYSTEM}] if kind == 1 else []
+        if kind == 2:
+            earlier = _task(rng)
+            turns += [{"role": "user", "content": _user(earlier)}, {"role": "assistant", "content": earlier["output"]}]
+        turns += [{"role": "user", "content": _user(task)}, {"role": "assistant", "content": task["output"]}]
+        out.append({"messages": turns})
+    return out
+
+
+def _user(task: dict) -> str:
+    return f"{task['instruction']}\n\n{task['input']}" if task["input"].strip() else task["instruction"]
+
+
+if __name__ == "__main__":  # python -m lmsweep.demo_data N SEED > file.jsonl: the chat demo's data
+    import json
+    import sys
+
+    for record in make_conversations(int(sys.argv[1]), int(sys.argv[2])):
+        print(json.dumps(record))

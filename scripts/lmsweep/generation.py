@@ -19,7 +19,6 @@ import time
 
 from lmsweep.batching import run_batches
 from lmsweep.models import context_length
-from lmsweep.prompts import format_prompt
 
 log = logging.getLogger(__name__)
 
@@ -132,17 +131,18 @@ def free_memory(device) -> int:
     return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
 
 
-def encode_prompts(tokenizer, records, max_prompt_tokens: int | None):
-    """Token ids of each prompt, and how many tokens were cut to fit the model's context.
+def encode_prompts(prompter, records, max_prompt_tokens: int | None):
+    """Token ids of each prompt in the model's prompt format (lmsweep.prompts.Prompter), and how many
+    tokens were cut to fit the model's context.
 
     A prompt longer than the model can take with max_new_tokens after it keeps
     its beginning-of-sequence token and its end (the instruction's tail and the
     "### Response:" line the answer follows), losing tokens from the middle-left.
     """
     encoded = []
-    bos = tokenizer.bos_token_id
+    bos = prompter.tokenizer.bos_token_id
     for record in records:
-        ids = tokenizer(format_prompt(record))["input_ids"]
+        ids = prompter.prompt_ids(record)
         cut = 0
         if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
             cut = len(ids) - max_prompt_tokens
@@ -152,9 +152,10 @@ def encode_prompts(tokenizer, records, max_prompt_tokens: int | None):
     return encoded
 
 
-def generate(model, tokenizer, records, settings: dict, batch_size, seed: int, replicate: int = 0,
+def generate(model, prompter, records, settings: dict, batch_size, seed: int, replicate: int = 0,
              generation_config=None) -> list:
-    """One result per record, in record order: the prediction and how it was made.
+    """One result per record, in record order: the prediction and how it was made. `prompter` is the
+    model's prompt format with its tokenizer (lmsweep.prompts.Prompter).
 
     Each result: prediction, new_tokens, hit_max_new_tokens, prompt_tokens,
     prompt_tokens_cut, batch_size (of the generate() call that made it).
@@ -164,6 +165,7 @@ def generate(model, tokenizer, records, settings: dict, batch_size, seed: int, r
 
     from lmsweep import sampling
 
+    tokenizer = prompter.tokenizer
     if generation_config is None:
         generation_config, _ = build_generation_config(settings, tokenizer=tokenizer)
     tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
@@ -175,7 +177,7 @@ def generate(model, tokenizer, records, settings: dict, batch_size, seed: int, r
             f"max_new_tokens {max_new} leaves no room for a prompt in the model's context of {context} tokens; "
             f"lower decoding.*.max_new_tokens below {context}"
         )
-    encoded = encode_prompts(tokenizer, records, context - max_new if context else None)
+    encoded = encode_prompts(prompter, records, context - max_new if context else None)
     cut = sum(1 for _, c in encoded if c)
     if cut:
         log.warning(f"{cut} of {len(records)} prompts were longer than the model's context of {context} tokens "

@@ -24,6 +24,7 @@ def adapters_info(adapters) -> dict:
         models[info.model] = {
             "base_model": settings["base_model"],
             "model_source": settings.get("model_source"),
+            "prompt_format": settings.get("prompt_format", "alpaca"),
             "lora": settings["lora"],
             "target_modules": info.target_modules,
             "training": settings["training"],
@@ -83,6 +84,7 @@ def provenance(manifest_path, adapters, summaries, generation_info, dataset: str
     return {
         "dataset": dataset,
         "read": manifest.read,
+        "dataset_form": manifest.form,
         "dataset_sha256": manifest.sha256,
         "dropped_records": manifest.dropped,
         "n_train": manifest.n_train,

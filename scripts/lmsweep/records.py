@@ -49,6 +49,7 @@ class Manifest(Record):
     """prepare_data's manifest.json: what was read, dropped and split, and the split's content hashes."""
 
     KIND = "manifest"
+    VERSION = 2  # 2: form
     source: str
     read: dict
     seed: int
@@ -63,6 +64,7 @@ class Manifest(Record):
     train_test_overlap: int
     sha256: dict
     versions: dict
+    form: str  # alpaca, messages or sharegpt (lmsweep.data)
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class GenerationInfo(Record):
     """generate's <run>.info.json: the effective generation config, what it overrode, counts and timings."""
 
     KIND = "generation_info"
+    VERSION = 2  # 2: prompt_format
     model: str
     variant: str
     decoding: str
@@ -125,6 +128,7 @@ class GenerationInfo(Record):
     new_tokens_per_second: float
     device: str
     versions: dict
+    prompt_format: str
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,7 @@ class PerplexitySummary(Record):
     """perplexity's <variant>.json: the three corpus perplexities; the per-example NLL lies beside it."""
 
     KIND = "perplexity_summary"
+    VERSION = 2  # 2: prompt_format
     model: str
     variant: str
     perplexity: float
@@ -173,6 +178,7 @@ class PerplexitySummary(Record):
     adapter: str | None
     seed: int
     versions: dict
+    prompt_format: str
 
 
 @dataclass(frozen=True)

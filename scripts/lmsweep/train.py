@@ -1,6 +1,8 @@
 """Fine-tune one LoRA adapter with TRL's SFTTrainer, resumably.
 
-Training runs on prompt/completion pairs, so the loss covers the answer only.
+Training runs on prompt/completion pairs in the model's prompt format (lmsweep.prompts: the Alpaca
+template, or the tokenizer's chat template as TRL's conversational format), so the loss covers the
+answer only.
 Checkpoints go to a folder keyed by the run's identity (run_identity):
 everything that shapes the adapter, read by the job itself: the training
 records' content, the base model's content (a fingerprint of its folder, or
@@ -24,7 +26,7 @@ import shutil
 from pathlib import Path
 
 from lmsweep.io import atomic_path, read_jsonl, write_json
-from lmsweep.prompts import format_prompt
+from lmsweep.prompts import Prompter
 from lmsweep.records import TrainingInfo
 from lmsweep.reproducibility import library_versions, seed_everything
 from lmsweep.settings import as_mapping
@@ -115,7 +117,7 @@ def logged_loss(history) -> float | None:
     return total / last if last else None
 
 
-def length_report(tokenizer, records, max_length: int) -> dict:
+def length_report(prompter, records, max_length: int) -> dict:
     """How `training.max_length` cuts the training examples, tokenized as TRL tokenizes them.
 
     An example longer than max_length loses its end, EOS included (the model
@@ -126,7 +128,7 @@ def length_report(tokenizer, records, max_length: int) -> dict:
 
     lengths, prompts = [], []
     for record in records:
-        encoded = encode(tokenizer, record)
+        encoded = encode(prompter, record)
         lengths.append(len(encoded.ids))
         prompts.append(encoded.n_prompt)
     ordered = sorted(lengths)
@@ -170,11 +172,11 @@ def uses_bitsandbytes(optim: str) -> bool:
     return any(part in optim for part in ("8bit", "paged", "bnb"))
 
 
-def sft_dataset(train_path):
+def sft_dataset(train_path, prompter):
+    """The training records in TRL's prompt-completion format, conversational under a chat template."""
     from datasets import Dataset
 
-    records = read_jsonl(train_path)
-    return Dataset.from_list([{"prompt": format_prompt(r), "completion": r["output"]} for r in records])
+    return Dataset.from_list([prompter.sft_example(r) for r in read_jsonl(train_path)])
 
 
 def train_adapter(
@@ -192,6 +194,7 @@ def train_adapter(
     threads: int = 1,
     callbacks=None,
     retrain: bool = False,
+    prompt_format: str = "alpaca",
 ):
     """Train, save the adapter to `adapter_dir` (PEFT format) and the loss log to `log_path`; return its
     TrainingInfo.
@@ -200,6 +203,7 @@ def train_adapter(
     revision loaded is the snapshot commit resolved when the run started where
     there is one, and `load.source` (lmsweep.modelsource) is recorded.
     `retrain`: a finished run of the same identity is trained again from scratch (the run was forced).
+    `prompt_format`: alpaca or chat_template (lmsweep.prompts), part of the run's identity.
     """
     from lmsweep.models import skip_bitsandbytes
 
@@ -225,7 +229,10 @@ def train_adapter(
     model_type = AutoConfig.from_pretrained(base_model, revision=revision, trust_remote_code=trust_remote_code).model_type
     targets = lora_targets(model_type, lora.target_modules, model_name)
     tokenizer = load_tokenizer(base_model, revision=revision, trust_remote_code=trust_remote_code)
-    lengths = length_report(tokenizer, read_jsonl(train_path), training.max_length)
+    prompter = Prompter(prompt_format, tokenizer, model_name)  # a chat template the tokenizer lacks: refused here
+    # Every record in the model's format, before the weights load: a conversation of several turns has no
+    # alpaca form, and is refused here (lmsweep.prompts).
+    lengths = length_report(prompter, read_jsonl(train_path), training.max_length)
     check_lengths(lengths, model_name)
     model = load_base_model(
         base_model, device, revision=revision, trust_remote_code=trust_remote_code,
@@ -250,7 +257,7 @@ def train_adapter(
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     settings = {
         "base_model": base_model, "revision": revision, "trust_remote_code": trust_remote_code,
-        "model_source": load.source,
+        "model_source": load.source, "prompt_format": prompt_format,
         "lora": as_mapping(lora), "training": as_mapping(training),
         "quantization": as_mapping(quantization), "seed": seed, "device": device, "processes": processes,
     }
@@ -288,7 +295,7 @@ def train_adapter(
     trainer = SFTTrainer(
         model=model,
         args=args,
-        train_dataset=sft_dataset(train_path),
+        train_dataset=sft_dataset(train_path, prompter),
         processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=callbacks,

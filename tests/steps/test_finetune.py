@@ -10,7 +10,7 @@ import pytest
 from lmsweep import train
 from lmsweep.io import write_jsonl
 from lmsweep.models import LORA_TARGETS
-from lmsweep.prompts import format_prompt
+from lmsweep.prompts import Prompter, format_prompt
 from lmsweep.settings import Lora, Training
 
 LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": None, "modules_to_save": ["embed_tokens", "lm_head"]}
@@ -139,8 +139,10 @@ def test_the_tokenizer_is_saved_beside_the_adapter(run_a, tiny_llama):
     assert saved.get_vocab() == original.get_vocab()
 
 
-def test_sft_dataset_is_prompt_and_completion(train_path, demo_records):
-    dataset = train.sft_dataset(train_path)
+def test_sft_dataset_is_prompt_and_completion(train_path, demo_records, tiny_llama):
+    from lmsweep.models import load_tokenizer
+
+    dataset = train.sft_dataset(train_path, Prompter("alpaca", load_tokenizer(str(tiny_llama))))
     assert len(dataset) == 40
     assert dataset[3] == {"prompt": format_prompt(demo_records[3]), "completion": demo_records[3]["output"]}
 
@@ -359,7 +361,7 @@ def test_a_max_length_that_cuts_examples_is_counted_and_warned_about(tiny_llama,
     from lmsweep.models import load_tokenizer
 
     tokenizer = load_tokenizer(str(tiny_llama))
-    report = train.length_report(tokenizer, demo_records[:40], max_length=150)
+    report = train.length_report(Prompter("alpaca", tokenizer), demo_records[:40], max_length=150)
     assert 0 < report["truncated"] <= 40 and report["median"] > 0
     with caplog.at_level("WARNING", logger="lmsweep.train"):
         train.check_lengths(report, "tiny_llama")

@@ -5,6 +5,7 @@ import torch
 
 from lmsweep.batching import run_batches
 from lmsweep.generation import generate
+from lmsweep.prompts import Prompter
 
 
 def oom_above_two(calls):
@@ -112,8 +113,8 @@ def test_greedy_output_does_not_depend_on_the_batch_size(model_and_tokenizer, de
     records = demo_records[:8]
     lengths = {len(tokenizer(format_prompt(r))["input_ids"]) for r in records}
     assert len(lengths) > 1, "prompts of one length would not exercise the padding"
-    one = generate(model, tokenizer, records, GREEDY, batch_size=1, seed=0)
-    four = generate(model, tokenizer, records, GREEDY, batch_size=4, seed=0)
+    one = generate(model, Prompter("alpaca", tokenizer), records, GREEDY, batch_size=1, seed=0)
+    four = generate(model, Prompter("alpaca", tokenizer), records, GREEDY, batch_size=4, seed=0)
     assert len(one) == len(records) and all(isinstance(p, str) for p in texts(one))
     assert texts(one) == texts(four)
     assert {r["batch_size"] for r in one} == {1} and {r["batch_size"] for r in four} == {4}
@@ -123,10 +124,10 @@ def test_greedy_output_does_not_depend_on_the_batch_size(model_and_tokenizer, de
 def test_generate_pads_on_the_left_even_if_the_tokenizer_says_right(model_and_tokenizer, demo_records):
     model, tokenizer = model_and_tokenizer
     records = demo_records[:4]
-    expected = texts(generate(model, tokenizer, records, GREEDY, batch_size=1, seed=0))
+    expected = texts(generate(model, Prompter("alpaca", tokenizer), records, GREEDY, batch_size=1, seed=0))
     tokenizer.padding_side = "right"
     try:
-        assert texts(generate(model, tokenizer, records, GREEDY, batch_size=4, seed=0)) == expected
+        assert texts(generate(model, Prompter("alpaca", tokenizer), records, GREEDY, batch_size=4, seed=0)) == expected
     finally:
         tokenizer.padding_side = "left"
 
@@ -134,10 +135,10 @@ def test_generate_pads_on_the_left_even_if_the_tokenizer_says_right(model_and_to
 def test_sampling_is_reproducible_for_a_seed_and_moves_with_it(model_and_tokenizer, demo_records):
     model, tokenizer = model_and_tokenizer
     records = demo_records[:12]
-    first = texts(generate(model, tokenizer, records, SAMPLING, batch_size=4, seed=7))
-    again = texts(generate(model, tokenizer, records, SAMPLING, batch_size=4, seed=7))
-    other = texts(generate(model, tokenizer, records, SAMPLING, batch_size=4, seed=8))
-    replicate = texts(generate(model, tokenizer, records, SAMPLING, batch_size=4, seed=7, replicate=1))
+    first = texts(generate(model, Prompter("alpaca", tokenizer), records, SAMPLING, batch_size=4, seed=7))
+    again = texts(generate(model, Prompter("alpaca", tokenizer), records, SAMPLING, batch_size=4, seed=7))
+    other = texts(generate(model, Prompter("alpaca", tokenizer), records, SAMPLING, batch_size=4, seed=8))
+    replicate = texts(generate(model, Prompter("alpaca", tokenizer), records, SAMPLING, batch_size=4, seed=7, replicate=1))
     assert len(first) == len(records)
     assert first == again
     # A near-uniform random model over 300 tokens: 12 x 8 sampled tokens cannot all repeat by chance.
@@ -149,10 +150,10 @@ def test_a_sampled_answer_does_not_depend_on_its_batch(model_and_tokenizer, demo
     """Each example draws from its own stream: batch size, batch mates and order change nothing."""
     model, tokenizer = model_and_tokenizer
     records = demo_records[:12]
-    alone = generate(model, tokenizer, records, SAMPLING, batch_size=1, seed=5)
-    together = generate(model, tokenizer, records, SAMPLING, batch_size=12, seed=5)
+    alone = generate(model, Prompter("alpaca", tokenizer), records, SAMPLING, batch_size=1, seed=5)
+    together = generate(model, Prompter("alpaca", tokenizer), records, SAMPLING, batch_size=12, seed=5)
     shuffled = list(reversed(records[3:]))
-    subset = generate(model, tokenizer, shuffled, SAMPLING, batch_size=5, seed=5)
+    subset = generate(model, Prompter("alpaca", tokenizer), shuffled, SAMPLING, batch_size=5, seed=5)
     assert texts(alone) == texts(together)
     assert texts(subset) == list(reversed(texts(alone)[3:]))
     assert {r["sampling"] for r in alone} == {"per-example"}
@@ -160,9 +161,9 @@ def test_a_sampled_answer_does_not_depend_on_its_batch(model_and_tokenizer, demo
 
 def test_beam_sampling_is_marked_per_batch(model_and_tokenizer, demo_records):
     model, tokenizer = model_and_tokenizer
-    results = generate(model, tokenizer, demo_records[:4], {**SAMPLING, "num_beams": 2}, batch_size=4, seed=1)
+    results = generate(model, Prompter("alpaca", tokenizer), demo_records[:4], {**SAMPLING, "num_beams": 2}, batch_size=4, seed=1)
     assert {r["sampling"] for r in results} == {"per-batch"}
-    greedy = generate(model, tokenizer, demo_records[:2], GREEDY, batch_size=2, seed=1)
+    greedy = generate(model, Prompter("alpaca", tokenizer), demo_records[:2], GREEDY, batch_size=2, seed=1)
     assert {r["sampling"] for r in greedy} == {"none"}
 
 
@@ -170,7 +171,7 @@ def test_generate_survives_oom_with_the_same_predictions(model_and_tokenizer, de
     """A batch halved on out-of-memory samples what it would have sampled: the streams are per example."""
     model, tokenizer = model_and_tokenizer
     records = demo_records[:4]
-    expected = texts(generate(model, tokenizer, records, SAMPLING, batch_size=4, seed=3))
+    expected = texts(generate(model, Prompter("alpaca", tokenizer), records, SAMPLING, batch_size=4, seed=3))
     real = model.generate
 
     def small_memory(*args, **kwargs):
@@ -179,7 +180,7 @@ def test_generate_survives_oom_with_the_same_predictions(model_and_tokenizer, de
         return real(*args, **kwargs)
 
     monkeypatch.setattr(model, "generate", small_memory)
-    results = generate(model, tokenizer, records, SAMPLING, batch_size=4, seed=3)
+    results = generate(model, Prompter("alpaca", tokenizer), records, SAMPLING, batch_size=4, seed=3)
     logged = lmsweep_log("WARNING")
     assert texts(results) == expected
     assert logged[0] == "out of memory on a batch of 4: retrying with batch size 2"
@@ -189,7 +190,7 @@ def test_generate_survives_oom_with_the_same_predictions(model_and_tokenizer, de
 def test_answers_that_stop_at_max_new_tokens_are_counted(model_and_tokenizer, demo_records):
     model, tokenizer = model_and_tokenizer
     # A random model rarely emits EOS: with 3 new tokens nearly every answer is cut there.
-    results = generate(model, tokenizer, demo_records[:6], {**GREEDY, "max_new_tokens": 3}, batch_size=6, seed=0)
+    results = generate(model, Prompter("alpaca", tokenizer), demo_records[:6], {**GREEDY, "max_new_tokens": 3}, batch_size=6, seed=0)
     for r in results:
         assert r["new_tokens"] <= 3
         assert r["hit_max_new_tokens"] == (r["new_tokens"] == 3)
@@ -200,7 +201,7 @@ def test_a_prompt_longer_than_the_context_is_cut_and_counted(model_and_tokenizer
     model, tokenizer = model_and_tokenizer
     context = model.config.max_position_embeddings
     long = {**demo_records[0], "id": 999, "input": "word " * (2 * context)}
-    results = generate(model, tokenizer, [long, demo_records[1]], GREEDY, batch_size=2, seed=0)
+    results = generate(model, Prompter("alpaca", tokenizer), [long, demo_records[1]], GREEDY, batch_size=2, seed=0)
     logged = lmsweep_log()
     assert results[0]["prompt_tokens"] == context - GREEDY["max_new_tokens"]
     assert results[0]["prompt_tokens_cut"] > context
@@ -214,7 +215,7 @@ def test_max_new_tokens_beyond_the_context_is_refused(model_and_tokenizer, demo_
     model, tokenizer = model_and_tokenizer
     too_many = {**GREEDY, "max_new_tokens": model.config.max_position_embeddings}
     with pytest.raises(GenerationSetupError, match="lower decoding.*max_new_tokens below"):
-        generate(model, tokenizer, demo_records[:1], too_many, batch_size=1, seed=0)
+        generate(model, Prompter("alpaca", tokenizer), demo_records[:1], too_many, batch_size=1, seed=0)
 
 
 def test_the_generate_step_survives_a_5_mb_record_and_counts_it(tiny_llama, demo_records, tmp_path, cpu_load):

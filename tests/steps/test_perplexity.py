@@ -6,9 +6,9 @@ import re
 import pytest
 
 from lmsweep.answer_nll import (
-    answer_nll, bits_per_byte, common_prefix_length, count_words, encode, perplexity, word_perplexity,
+    answer_nll, bits_per_byte, count_words, encode, perplexity, word_perplexity,
 )
-from lmsweep.prompts import format_prompt
+from lmsweep.prompts import Prompter, common_prefix_length, format_prompt
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def hand_nll(model, tokenizer, record):
     """(-log p of the answer tokens with the EOS, their count, -log p without the EOS), one unpadded example."""
     import torch
 
-    encoded = encode(tokenizer, record)
+    encoded = encode(Prompter("alpaca", tokenizer), record)
     ids, n_prompt = encoded.ids, encoded.n_prompt
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([ids])).logits[0].float()
@@ -57,9 +57,9 @@ def lm_eval_style_nll(model, tokenizer, record):
 def test_encode_splits_prompt_and_answer(model_and_tokenizer, records):
     _, tokenizer = model_and_tokenizer
     for record in records:
-        encoded = encode(tokenizer, record)
+        encoded = encode(Prompter("alpaca", tokenizer), record)
         ids, n_prompt = encoded.ids, encoded.n_prompt
-        assert encoded.cut == 0 and encoded.has_eos and encoded.scored_text == record["output"]
+        assert encoded.cut == 0 and encoded.n_own == len(encoded.ids) - 1 and encoded.scored_text == record["output"]
         prompt_ids = tokenizer(format_prompt(record))["input_ids"]
         assert ids[:n_prompt] == prompt_ids  # the whole prompt is a prefix
         assert n_prompt == len(prompt_ids)
@@ -77,9 +77,9 @@ def test_common_prefix_length():
 @pytest.mark.parametrize("batch_size", [1, 3])
 def test_answer_nll_matches_a_hand_computation(model_and_tokenizer, records, batch_size):
     model, tokenizer = model_and_tokenizer
-    lengths = {len(encode(tokenizer, r).ids) for r in records[:3]}
+    lengths = {len(encode(Prompter("alpaca", tokenizer), r).ids) for r in records[:3]}
     assert len(lengths) > 1, "the first batch must need padding for this test to mean anything"
-    result = answer_nll(model, tokenizer, records, batch_size=batch_size)
+    result = answer_nll(model, Prompter("alpaca", tokenizer), records, batch_size=batch_size)
     assert len(result) == len(records)
     for record, got in zip(records, result):
         nll, tokens, nll_text = hand_nll(model, tokenizer, record)
@@ -100,7 +100,7 @@ def test_bits_per_byte_and_word_perplexity_are_lm_evaluation_harness_s_on_a_llam
     model = load_for_inference(str(llama2_layout), None, "cpu")
     tokenizer = load_tokenizer(str(llama2_layout))
     records = demo_records[10:22]
-    got = answer_nll(model, tokenizer, records, batch_size=5)
+    got = answer_nll(model, Prompter("alpaca", tokenizer), records, batch_size=5)
     expected = [lm_eval_style_nll(model, tokenizer, r) for r in records]
     assert [g.nll_text for g in got] == pytest.approx(expected, rel=1e-5)
     n_bytes = sum(len(r["output"].encode("utf-8")) for r in records)
@@ -116,7 +116,7 @@ def test_bits_per_byte_and_word_perplexity_are_lm_evaluation_harness_s_on_a_llam
 
 def test_perplexity_of_a_model_is_token_weighted(model_and_tokenizer, records):
     model, tokenizer = model_and_tokenizer
-    per_example = answer_nll(model, tokenizer, records, batch_size=4)
+    per_example = answer_nll(model, Prompter("alpaca", tokenizer), records, batch_size=4)
     nll, tokens = [r.nll for r in per_example], [r.tokens for r in per_example]
     expected = math.exp(sum(nll) / sum(tokens))
     assert perplexity(nll, tokens) == pytest.approx(expected, rel=1e-12)
@@ -141,8 +141,8 @@ def test_bits_per_byte_and_word_perplexity_are_lm_eval_harness_ratios():
 
 def test_results_come_back_in_record_order_whatever_the_batching(model_and_tokenizer, records):
     model, tokenizer = model_and_tokenizer
-    forward = answer_nll(model, tokenizer, records, batch_size=3)
-    backward = answer_nll(model, tokenizer, list(reversed(records)), batch_size=2)
+    forward = answer_nll(model, Prompter("alpaca", tokenizer), records, batch_size=3)
+    backward = answer_nll(model, Prompter("alpaca", tokenizer), list(reversed(records)), batch_size=2)
     for a, b in zip(forward, reversed(backward)):
         assert a.tokens == b.tokens and a.nll == pytest.approx(b.nll, abs=1e-4)
 
@@ -150,13 +150,13 @@ def test_results_come_back_in_record_order_whatever_the_batching(model_and_token
 def test_an_example_longer_than_the_context_loses_prompt_tokens_first(model_and_tokenizer, records):
     _, tokenizer = model_and_tokenizer
     record = {**records[0], "input": "word " * 300}
-    full = encode(tokenizer, record)
-    cut = encode(tokenizer, record, max_tokens=64)
+    full = encode(Prompter("alpaca", tokenizer), record)
+    cut = encode(Prompter("alpaca", tokenizer), record, max_tokens=64)
     assert len(cut.ids) == 64 and cut.prompt_tokens_cut == len(full.ids) - 64 and cut.answer_tokens_cut == 0
     assert cut.ids[0] == full.ids[0]  # BOS kept
     assert cut.ids[cut.n_prompt:] == full.ids[full.n_prompt:]  # the whole answer, EOS included
     assert cut.n_prompt == full.n_prompt - cut.prompt_tokens_cut
-    assert cut.has_eos and cut.scored_text == record["output"]
+    assert cut.n_own == len(cut.ids) - 1 and cut.scored_text == record["output"]
 
 
 def test_an_answer_longer_than_the_context_counts_only_the_bytes_and_words_it_scored(model_and_tokenizer, records):
@@ -165,14 +165,14 @@ def test_an_answer_longer_than_the_context_counts_only_the_bytes_and_words_it_sc
     model, tokenizer = model_and_tokenizer
     long_answer = " ".join(["the capital of France is Paris and the words are sorted"] * 300)  # ~17 KB
     long = {**records[1], "id": 999, "output": long_answer}
-    encoded = encode(tokenizer, long, max_tokens=256)
-    assert len(encoded.ids) == 256 and encoded.answer_tokens_cut > 1 and not encoded.has_eos
+    encoded = encode(Prompter("alpaca", tokenizer), long, max_tokens=256)
+    assert len(encoded.ids) == 256 and encoded.answer_tokens_cut > 1 and encoded.n_own == len(encoded.ids)
     assert long_answer.startswith(encoded.scored_text) and 0 < len(encoded.scored_text) < len(long_answer)
     # the scored text is what the kept answer tokens spell
     assert tokenizer.decode(encoded.ids[encoded.n_prompt:]) == encoded.scored_text
 
-    plain = answer_nll(model, tokenizer, records, batch_size=4, max_tokens=256)
-    both = answer_nll(model, tokenizer, records + [long], batch_size=4, max_tokens=256)
+    plain = answer_nll(model, Prompter("alpaca", tokenizer), records, batch_size=4, max_tokens=256)
+    both = answer_nll(model, Prompter("alpaca", tokenizer), records + [long], batch_size=4, max_tokens=256)
     scored = both[-1]
     assert scored.bytes == len(encoded.scored_text.encode()) and scored.bytes_cut == len(long_answer) - scored.bytes
     assert scored.tokens == len(encoded.ids) - encoded.n_prompt and scored.nll_text == pytest.approx(scored.nll)

@@ -21,7 +21,7 @@ def generation_info(**fields) -> GenerationInfo:
                     generation_config={}, sweep=None, seed=42, base_model="tiny/m1", adapter=None, inference="as trained",
                     n_examples=30, overridden_model_defaults={}, hit_max_new_tokens=0, prompts_cut=0,
                     batch_sizes=[30], sampling="per-example", new_tokens=120, seconds={"generate": 1.0},
-                    new_tokens_per_second=120.0, device="cpu", versions={})
+                    new_tokens_per_second=120.0, device="cpu", versions={}, prompt_format="alpaca")
     return GenerationInfo(**{**defaults, **fields})
 
 
@@ -47,12 +47,14 @@ def built(mini_study, tmp_path_factory):
         ).save(info_path)
         infos.append(info_path)
     record = {
-        "dataset": "synthetic", "n_train": 100, "n_test": 30, "seed": 42, "baseline": s["baseline"],
+        "dataset": "synthetic", "dataset_form": "messages", "n_train": 100, "n_test": 30, "seed": 42,
+        "baseline": s["baseline"],
         "decoding": generation_records(read_generation_info(infos)),
         "models": {m: {"base_model": f"tiny/{m}", "lora": {"r": 4, "alpha": 8, "modules_to_save": []},
                        "target_modules": ["q_proj"], "training": {}, "quantization": {"load_in_4bit": False},
                        "global_step": 10, "train_loss": 1.5, "processes": 1, "effective_batch_size": 16,
-                       "lengths": {"truncated": 3, "examples": 100, "max_length": 128}} for m in ("m1", "m2")},
+                       "lengths": {"truncated": 3, "examples": 100, "max_length": 128},
+                       "prompt_format": "alpaca" if m == "m1" else "chat_template"} for m in ("m1", "m2")},
         "metric_signatures": {"bleu": "nrefs:1|case:mixed", "bertscore_f1": "minilm"},
         "statistics": dataclasses.asdict(s["statistics"]), "versions": {"torch": "x"}, "warm_start": True,
     }
@@ -223,3 +225,10 @@ def test_a_cell_holding_a_pipe_or_a_line_break_keeps_the_markdown_table_whole():
     lines = markdown_table(frame).splitlines()
     assert len(lines) == 2 + 3  # header, rule, one line per row
     assert all(line.replace("\\|", "").count("|") == 3 for line in lines), lines
+
+
+def test_the_report_says_the_datasets_form_and_each_models_prompt_format(built):
+    said = text(built)
+    assert "(100 training records, messages form)" in said
+    assert ("Prompts and answers are written in the Alpaca prompt template for m1; in the tokenizer's own chat "
+            "template for m2 (models.<name>.prompt_format).") in said

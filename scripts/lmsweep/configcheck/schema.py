@@ -76,6 +76,8 @@ def describe(error) -> str:
     if kind == "required":
         missing = [k for k in error.validator_value if k not in value]
         return f"{where}: missing required key {', '.join(missing)}"
+    if kind == "pattern" and error.validator_value == "^[0-9a-f]{64}$":
+        return f"{where}: {value!r} is not a sha256: give the 64 lowercase hex digits `sha256sum FILE` prints"
     if kind == "pattern":
         return (
             f"{where}: {value!r} is not allowed: use letters, digits, '_' and '-' "

@@ -28,6 +28,7 @@ def study_problems(config: dict, invalid=frozenset()) -> list:
     for check in (
         decoding_problems, base_decoding_problems, dataset_problems, quantization_problems,
         model_path_problems, lora_problems, context_problems, bertscore_problems, statistics_problems,
+        prompt_format_problems, gguf_problems,
     ):
         try:
             problems += check(config, usable)
@@ -146,6 +147,26 @@ def hub_id_problem(key: str, name: str) -> str | None:
     return None
 
 
+def gguf_problems(config, usable) -> list:
+    """A GGUF file that cannot be found (its sha256 is checked by convert_gguf, which reads it anyway)."""
+    from lmsweep.sources import GgufSourceError, gguf_path
+
+    problems = []
+    for name, model in config["models"].items():
+        gguf = model.get("gguf")
+        if not isinstance(gguf, dict) or not isinstance(gguf.get("file"), str) or not usable(("models", name, "gguf")):
+            continue
+        key = f"models.{name}.gguf.file"
+        try:
+            path = gguf_path(gguf["file"])
+        except GgufSourceError as err:
+            problems.append(f"{key}: {err}")
+            continue
+        if not os.path.isfile(path):
+            problems.append(f"{key}: {path} is not a file; give the path of a .gguf file")
+    return problems
+
+
 def model_path_problems(config, usable) -> list:
     problems = []
     for name, model in config["models"].items():
@@ -207,6 +228,46 @@ def bertscore_layers(model_type: str, hf_home=None) -> int | None:
     loaded = local_model_config(folder) if folder else None
     layers = (loaded or {}).get("num_hidden_layers")
     return layers if isinstance(layers, int) else None
+
+
+def prompt_format_problems(config, usable) -> list:
+    """A chat template asked of a model whose tokenizer has none, where that can be known before any job: a
+    model the workflow builds, or a local folder (a Hub model's tokenizer is checked when its first job loads
+    it, before any weights)."""
+    problems = []
+    for name, model in config["models"].items():
+        if model.get("prompt_format") != "chat_template" or not usable(("models", name)):
+            continue
+        key = f"models.{name}.prompt_format"
+        if isinstance(model.get("build"), dict):
+            problems.append(f"{key}: chat_template, but {name} is a tiny model the workflow builds, whose tokenizer "
+                            "has no chat template; use prompt_format: alpaca")
+        elif local_model_config(model.get("name_or_path")) is not None \
+                and not local_chat_template(model["name_or_path"]):
+            problems.append(f"{key}: chat_template, but the tokenizer in {model['name_or_path']!r} has no chat "
+                            "template (none in tokenizer_config.json, no chat_template.jinja); use prompt_format: "
+                            "alpaca, or a model folder whose tokenizer has one")
+    return problems
+
+
+def local_chat_template(name_or_path: str) -> bool:
+    """Whether a local model folder's tokenizer has a chat template (as transformers looks for one)."""
+    import json
+
+    folder = os.path.expanduser(name_or_path)
+    if any(os.path.isfile(os.path.join(folder, f)) for f in ("chat_template.jinja", "chat_template.json")):
+        return True
+    if os.path.isdir(os.path.join(folder, "additional_chat_templates")):
+        return True
+    path = os.path.join(folder, "tokenizer_config.json")
+    try:
+        if not os.path.isfile(path) or os.path.getsize(path) > 5 * CONFIG_JSON_BYTES:
+            return False
+        with open(path) as fh:
+            loaded = json.load(fh)
+    except (OSError, ValueError):
+        return False
+    return isinstance(loaded, dict) and bool(loaded.get("chat_template"))
 
 
 def architecture(model: dict):

@@ -34,6 +34,7 @@ class Settings:
     device: str
     checkpoints: str  # where a killed run's checkpoints wait for its rerun
     processes: int
+    prompt_format: str = "alpaca"  # or chat_template (lmsweep.prompts)
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def run(settings: Settings, paths: Paths, threads: int = 1) -> TrainingInfo:
         return train_adapter(
             paths.train, settings.base_model, adapter, loss, settings.checkpoints, model_name=settings.model,
             lora=settings.lora, training=settings.training, load=settings.load, seed=settings.seed,
-            device=settings.device, threads=threads,
+            device=settings.device, threads=threads, prompt_format=settings.prompt_format,
             # set at the run's start when Snakemake was asked to train again (--forcerun finetune, --forceall)
             retrain=os.environ.get(RETRAIN_ENV) == "1",
         )

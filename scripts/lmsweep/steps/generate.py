@@ -28,6 +28,7 @@ class Settings:
     batch_size: int | str  # prompts per generate() call, or "auto"
     seed: int
     device: str
+    prompt_format: str = "alpaca"  # or chat_template (lmsweep.prompts)
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,11 @@ def run(settings: Settings, paths: Paths, threads: int = 1) -> GenerationInfo:
     from lmsweep.generation import build_generation_config, effective_settings, generate
     from lmsweep.io import read_jsonl, write_jsonl
     from lmsweep.models import inference_path
-    from lmsweep.prompts import format_prompt
+    from lmsweep.prompts import Prompter
     from lmsweep.reproducibility import library_versions
 
     records = read_jsonl(paths.test)
+    prompter = Prompter(settings.prompt_format, tokenizer, labels.model)
     decoding = settings.decoding
     config, overridden = build_generation_config(
         decoding.settings, model.generation_config if hasattr(model, "generation_config") else None,
@@ -66,16 +68,17 @@ def run(settings: Settings, paths: Paths, threads: int = 1) -> GenerationInfo:
         log.warning(f"the model folder's generation config sets {key}={theirs!r}; this run uses {ours!r} "
                     "(decoding_defaults: library), as for every model")
     loaded = time.perf_counter()
-    results = generate(model, tokenizer, records, decoding.settings, settings.batch_size, settings.seed,
+    results = generate(model, prompter, records, decoding.settings, settings.batch_size, settings.seed,
                        labels.replicate, generation_config=config)
     finished = time.perf_counter()
     effective = effective_settings(config)
     meta = {"model": labels.model, "variant": labels.variant, "decoding": labels.decoding,
             "settings": decoding.settings, "generation_config": effective, "sweep": decoding.sweep,
-            "seed": settings.seed, "replicate": labels.replicate, "base_model": settings.base_model,
+            "seed": settings.seed, "replicate": labels.replicate, "prompt_format": settings.prompt_format,
+            "base_model": settings.base_model,
             "adapter": adapter, "inference": inference_path(settings.load, adapter), "versions": library_versions()}
     write_jsonl(paths.predictions, [
-        {"id": r["id"], "prompt": format_prompt(r), "reference": r["output"], **result, **meta}
+        {"id": r["id"], "prompt": prompter.text(r), "reference": r["output"], **result, **meta}
         for r, result in zip(records, results)
     ])
     new_tokens = sum(r["new_tokens"] for r in results)

@@ -25,6 +25,7 @@ class Settings:
     batch_size: int
     seed: int
     device: str
+    prompt_format: str = "alpaca"  # or chat_template (lmsweep.prompts)
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,13 @@ def run(settings: Settings, paths: Paths, threads: int = 1) -> PerplexitySummary
     from lmsweep.answer_nll import SIGNATURES, answer_nll, bits_per_byte, perplexity, word_perplexity
     from lmsweep.io import atomic_path, read_jsonl
     from lmsweep.models import context_length, inference_path
+    from lmsweep.prompts import Prompter
     from lmsweep.reproducibility import library_versions
 
     records = read_jsonl(paths.test)
     context = context_length(model)
-    scored = answer_nll(model, tokenizer, records, settings.batch_size, max_tokens=context)
+    scored = answer_nll(model, Prompter(settings.prompt_format, tokenizer, settings.model), records,
+                        settings.batch_size, max_tokens=context)
     table = pd.DataFrame([{"id": r["id"], **asdict(s)} for r, s in zip(records, scored)])
     with atomic_path(paths.per_example) as tmp:
         table.to_csv(tmp, index=False)
@@ -78,6 +81,7 @@ def run(settings: Settings, paths: Paths, threads: int = 1) -> PerplexitySummary
         answers_cut=answers_cut, bytes_cut=int(table.bytes_cut.sum()), n_examples=len(records),
         signatures=SIGNATURES, base_model=settings.base_model, inference=inference_path(load, adapter),
         model_source=load.source, adapter=adapter, seed=settings.seed, versions=library_versions(),
+        prompt_format=settings.prompt_format,
     )
     summary.save(paths.summary)
     log.info(f"perplexity {summary.perplexity:.4f} over {summary.answer_tokens} answer tokens, "

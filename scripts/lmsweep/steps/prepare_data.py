@@ -60,10 +60,10 @@ def run(settings: Settings, paths: Paths, threads: int = 1) -> Manifest:
         valid_records=len(records), n_train=len(train), n_test=len(test),
         train_test_overlap=data.overlap(train, test),
         sha256={"train": sha256_file(paths.train), "test": sha256_file(paths.test)},
-        versions=library_versions(("datasets", "pandas")),
+        versions=library_versions(("datasets", "pandas")), form=report["form"],
     )
     manifest.save(paths.manifest)
     for line in data.study_warnings(manifest.__dict__):
         log.warning(line)
-    log.info(f"{len(train)} train and {len(test)} test records written")
+    log.info(f"{len(train)} train and {len(test)} test records ({report['form']} form) written")
     return manifest

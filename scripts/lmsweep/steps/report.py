@@ -34,6 +34,10 @@ HOW_TO_READ = [
 ]
 
 
+# How the report names each prompt format (lmsweep.prompts).
+PROMPT_FORMATS = {"alpaca": "in the Alpaca prompt template", "chat_template": "in the tokenizer's own chat template"}
+
+
 @dataclass(frozen=True)
 class Settings:
     dataset: str  # dataset.source, as the report names it
@@ -102,11 +106,14 @@ def build(scores_csv, comparisons_csv, record: dict, out_dir, runs: dict | None 
     models = sorted(scores.model.unique())
     configs = sorted(scores[scores.variant == "finetuned"].decoding.unique())
     doc.heading(1, "lmsweep report")
+    formats = {m: record["models"].get(m, {}).get("prompt_format", "alpaca") for m in models}
     doc.paragraph(
         f"{len(models)} base models ({', '.join(models)}), each fine-tuned with a LoRA adapter on "
-        f"`{record['dataset']}` ({record['n_train']} training records) and decoded under "
-        f"{len([c for c in configs if c != TEACHER_FORCED])} configs on {record['n_test']} held-out test prompts; "
-        f"seed {record['seed']}."
+        f"`{record['dataset']}` ({record['n_train']} training records, {record['dataset_form']} form) and decoded "
+        f"under {len([c for c in configs if c != TEACHER_FORCED])} configs on {record['n_test']} held-out test "
+        f"prompts; seed {record['seed']}. Prompts and answers are written "
+        + "; ".join(f"{PROMPT_FORMATS[f]} for {', '.join(m for m in models if formats[m] == f)}"
+                    for f in sorted(set(formats.values()))) + " (models.<name>.prompt_format)."
     )
     doc.heading(3, "How to read this report")
     doc.bullets(HOW_TO_READ)

@@ -56,11 +56,20 @@ def _build_tiny_model_paths(study, wc):
     return _step("build_tiny_model").Paths(train=L.SPLIT["train"], model=L.BUILT.format(model=wc.model))
 
 
+def _convert_gguf(study, wc):
+    return _step("convert_gguf").Settings(model=wc.model, gguf=study.gguf(wc.model))
+
+
+def _convert_gguf_paths(study, wc):
+    return _step("convert_gguf").Paths(gguf=study.gguf_file(wc.model), model=L.CONVERTED.format(model=wc.model))
+
+
 def _finetune(study, wc):
     return _step("finetune").Settings(
         model=wc.model, base_model=study.base_model(wc.model), load=study.load(wc.model), lora=study.lora(wc.model),
         training=study.training(wc.model), seed=study.config["seed"], device=study.config["device"],
-        checkpoints=L.CHECKPOINTS.format(model=wc.model), processes=study.training_processes())
+        checkpoints=L.CHECKPOINTS.format(model=wc.model), processes=study.training_processes(),
+        prompt_format=study.prompt_format(wc.model))
 
 
 def _finetune_paths(study, wc):
@@ -87,7 +96,7 @@ def _generate(study, wc):
                             defaults=study.config["models"][wc.model]["decoding_defaults"],
                             sweep=study.moved.get(wc.decoding)),
         batch_size=study.config["generation"]["batch_size"], seed=study.config["seed"],
-        device=study.config["device"])
+        device=study.config["device"], prompt_format=study.prompt_format(wc.model))
 
 
 def _generate_paths(study, wc):
@@ -114,7 +123,7 @@ def _perplexity(study, wc):
     return _step("perplexity").Settings(
         model=wc.model, variant=wc.variant, base_model=study.inference_model(wc), load=study.inference_load(wc),
         batch_size=study.config["scoring"]["perplexity"]["batch_size"], seed=study.config["seed"],
-        device=study.config["device"])
+        device=study.config["device"], prompt_format=study.prompt_format(wc.model))
 
 
 def _perplexity_paths(study, wc):
@@ -185,6 +194,7 @@ class Wiring:
 JOBS = {
     "prepare_data": Wiring((), _prepare_data, _prepare_data_paths),
     "build_tiny_model": Wiring(("model",), _build_tiny_model, _build_tiny_model_paths),
+    "convert_gguf": Wiring(("model",), _convert_gguf, _convert_gguf_paths),
     "finetune": Wiring(("model",), _finetune, _finetune_paths),
     "merge_adapter": Wiring(("model",), _merge_adapter, _merge_adapter_paths),
     "generate": Wiring(RUN_WILDCARDS, _generate, _generate_paths),

@@ -6,6 +6,7 @@ VARIANTS = ("finetuned", "base")
 SPLIT = {"train": "results/prepare_data/train.jsonl", "test": "results/prepare_data/test.jsonl",
          "manifest": "results/prepare_data/manifest.json"}
 BUILT = "results/build_tiny_model/{model}"
+CONVERTED = "results/convert_gguf/{model}"
 ADAPTER = "results/finetune/{model}/adapter"
 LOSS = "results/finetune/{model}/train_log.csv"
 CHECKPOINTS = "results/finetune/{model}/checkpoints"

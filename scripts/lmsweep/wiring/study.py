@@ -8,7 +8,7 @@ from functools import cached_property
 
 from lmsweep import settings as s
 from lmsweep.wiring.layout import (
-    ADAPTER, BUILT, CHECKED, COMPARISONS, GENERATION_INFO, MERGED, PERPLEXITY, PERPLEXITY_EXAMPLES, REPORT, SCORE,
+    ADAPTER, BUILT, CHECKED, COMPARISONS, CONVERTED, GENERATION_INFO, MERGED, PERPLEXITY, PERPLEXITY_EXAMPLES, REPORT, SCORE,
     SCORE_EXAMPLES, SCORES, SPLIT, VARIANTS,
 )
 
@@ -104,13 +104,31 @@ class Study:
     def is_built(self, model: str) -> bool:
         return "build" in self.config["models"][model]
 
+    def made_folder(self, model: str) -> str | None:
+        """The model folder a rule of the workflow makes (build_tiny_model, convert_gguf), or None."""
+        entry = self.config["models"][model]
+        if "build" in entry:
+            return BUILT.format(model=model)
+        if "gguf" in entry:
+            return CONVERTED.format(model=model)
+        return None
+
     def base_model(self, model: str) -> str:
         """The folder or Hub id a model loads from."""
-        return BUILT.format(model=model) if self.is_built(model) else self.config["models"][model]["name_or_path"]
+        return self.made_folder(model) or self.config["models"][model]["name_or_path"]
 
     def base_model_input(self, model: str) -> list:
-        """The built model folder as an input; nothing for a Hub model or a folder of the user's."""
-        return [self.base_model(model)] if self.is_built(model) else []
+        """The model folder the workflow makes, as an input; nothing for a Hub model or a folder of the user's."""
+        return [self.made_folder(model)] if self.made_folder(model) else []
+
+    def gguf(self, model: str) -> s.Gguf:
+        return s.from_mapping(s.Gguf, self.config["models"][model]["gguf"], f"models.{model}.gguf")
+
+    def gguf_file(self, model: str) -> str:
+        """The GGUF file a model entry names, a package:<module>/<file> resolved to the installed file."""
+        from lmsweep.sources import gguf_path
+
+        return gguf_path(self.gguf(model).file)
 
     def merged(self, wc) -> bool:
         """Whether a generate or perplexity job reads the merged model (inference.weights: merged)."""
@@ -135,7 +153,7 @@ class Study:
             from lmsweep.modelsource import describe
 
             entry = self.config["models"][model]
-            self._sources[model] = None if "build" in entry else describe(
+            self._sources[model] = None if self.made_folder(model) else describe(
                 entry["name_or_path"], entry.get("revision"), self.config.get("hf_home"))
         return self._sources[model]
 
@@ -184,6 +202,10 @@ class Study:
     def training_gpus(self) -> int:
         """GPUs of one finetune job: resources.finetune.gpus, by default resources.gpu_per_job."""
         return self.resource("finetune", "gpus", self.gpus)
+
+    def prompt_format(self, model: str) -> str:
+        """alpaca or chat_template (lmsweep.prompts): how this model's prompts and answers are written."""
+        return self.config["models"][model]["prompt_format"]
 
     def training_processes(self) -> int:
         """Training processes of one finetune job (one per GPU); part of what identifies the adapter."""
