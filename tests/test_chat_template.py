@@ -233,3 +233,26 @@ def test_a_parquet_file_of_conversations_reads_as_its_jsonl(tmp_path):
     from_parquet, report = data.validate(data.load_records(str(tmp_path / "chat.parquet")))
     assert report["form"] == "messages"
     assert from_parquet == data.validate(data.load_records(str(tmp_path / "chat.jsonl")))[0]
+
+
+def test_a_cached_hub_tokenizer_without_a_chat_template_is_refused_before_any_job(tmp_path):
+    """With the tokenizer in the Hub cache (prefetch puts it there), the config check reads it; a model not
+    cached yet is left to its first job, which refuses it before loading weights."""
+    import yaml
+
+    from lmsweep.configcheck import config_problems
+    from steps.test_prefetch import cache_model
+    from test_config_errors import DEMO, SCHEMA
+
+    hub = tmp_path / "hf" / "hub"
+    cache_model(hub, "acme/plain", {"config.json": "{}", "tokenizer_config.json": json.dumps({"eos_token": "</s>"})})
+    cache_model(hub, "acme/chat", {"config.json": "{}", "tokenizer_config.json": json.dumps({"chat_template": CHATML})})
+    cache_model(hub, "acme/jinja", {"config.json": "{}", "tokenizer_config.json": "{}", "chat_template.jinja": CHATML})
+    config = yaml.safe_load(yaml.safe_dump(DEMO))
+    config["hf_home"] = str(tmp_path / "hf")
+    config["models"] = {name: {"name_or_path": f"acme/{name}", "prompt_format": "chat_template"}
+                        for name in ("plain", "chat", "jinja", "uncached")}
+    problems = [p for p in config_problems(config, SCHEMA, []) if "prompt_format" in p]
+    assert len(problems) == 1 and problems[0].startswith(
+        "models.plain.prompt_format: chat_template, but the tokenizer of acme/plain (cached in ")
+    assert problems[0].endswith("has no chat template; use prompt_format: alpaca, or a model whose tokenizer has one")

@@ -232,8 +232,9 @@ def bertscore_layers(model_type: str, hf_home=None) -> int | None:
 
 def prompt_format_problems(config, usable) -> list:
     """A chat template asked of a model whose tokenizer has none, where that can be known before any job: a
-    model the workflow builds, or a local folder (a Hub model's tokenizer is checked when its first job loads
-    it, before any weights)."""
+    model the workflow builds, a local folder, or a Hub model whose tokenizer is in the cache (prefetch puts
+    it there); a Hub model not cached yet is checked when its first job loads the tokenizer, before any
+    weights."""
     problems = []
     for name, model in config["models"].items():
         if model.get("prompt_format") != "chat_template" or not usable(("models", name)):
@@ -247,7 +248,24 @@ def prompt_format_problems(config, usable) -> list:
             problems.append(f"{key}: chat_template, but the tokenizer in {model['name_or_path']!r} has no chat "
                             "template (none in tokenizer_config.json, no chat_template.jinja); use prompt_format: "
                             "alpaca, or a model folder whose tokenizer has one")
+        elif isinstance(model.get("name_or_path"), str) and (folder := cached_tokenizer(model, config)) \
+                and not local_chat_template(str(folder)):
+            problems.append(f"{key}: chat_template, but the tokenizer of {model['name_or_path']} (cached in {folder}) "
+                            "has no chat template; use prompt_format: alpaca, or a model whose tokenizer has one")
     return problems
+
+
+def cached_tokenizer(model: dict, config: dict):
+    """The cached snapshot folder of a Hub model whose tokenizer_config.json is in it, or None."""
+    from lmsweep.sources import looks_local
+
+    name = model["name_or_path"]
+    if looks_local(name) or os.path.exists(os.path.expanduser(name)) or hub_id_problem("", name):
+        return None
+    from lmsweep.hubcache import cache_dirs, snapshot_dir
+
+    snapshot = snapshot_dir(name, model.get("revision"), cache_dirs(config.get("hf_home"))[0])
+    return snapshot if snapshot is not None and (snapshot / "tokenizer_config.json").is_file() else None
 
 
 def local_chat_template(name_or_path: str) -> bool:
