@@ -82,7 +82,8 @@ def main(argv=None) -> None:
     tokens_per_example = sum(len(encode(tokenizer, r).ids) for r in data) / len(data)
     lora = Lora(r=16, alpha=32, dropout=0.05, target_modules=None, modules_to_save=[])
     common_training = {"epochs": 1, "max_steps": args.steps, "learning_rate": 2e-4, "lr_scheduler": "constant",
-                       "warmup": 0, "weight_decay": 0.0, "max_length": 512, "logging_steps": 1, "save_steps": 10000}
+                       "warmup": 0, "weight_decay": 0.0, "max_length": 512, "logging_steps": 1, "save_steps": 10000,
+                       "validation_size": 0}
     # name: (training settings, base loaded in 4 bit)
     runs = {
         "old": ({"batch_size": 4, "gradient_accumulation_steps": 4, "gradient_checkpointing": True,

@@ -39,7 +39,11 @@ def alternatives(names):
 
 wildcard_constraints:
     model=alternatives(STUDY.models),
-    variant="|".join(wiring.VARIANTS),
+    # '' (the baseline adapter) or '@<adaptation config>': results/finetune/<model>@r_4/ (lmsweep.adaptation)
+    adaptation=(
+        f"(?:@(?:{alternatives(STUDY.adaptations)}))?" if STUDY.adaptations else "(?:)"
+    ),
+    variant=alternatives(STUDY.variants),
     decoding=alternatives(STUDY.decoding),
     rep=r"\d+",
 

@@ -8,12 +8,12 @@ rule finetune:
             wiring.LOSS,
             caption="../reports/train_log.rst",
             category="Training",
-            labels={"model": "{model}"},
+            labels={"model": "{model}{adaptation}"},
         ),
     log:
-        "logs/finetune/{model}.log",
+        "logs/finetune/{model}{adaptation}.log",
     benchmark:
-        "benchmarks/finetune/{model}.tsv"
+        "benchmarks/finetune/{model}{adaptation}.tsv"
     conda:
         "../envs/train.yaml"
     threads: resource("finetune", "threads")

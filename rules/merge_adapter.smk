@@ -5,9 +5,9 @@ rule merge_adapter:
     output:
         merged=directory(wiring.MERGED),
     log:
-        "logs/merge_adapter/{model}.log",
+        "logs/merge_adapter/{model}{adaptation}.log",
     benchmark:
-        "benchmarks/merge_adapter/{model}.tsv"
+        "benchmarks/merge_adapter/{model}{adaptation}.tsv"
     conda:
         "../envs/train.yaml"
     threads: resource("generate", "threads")

@@ -27,6 +27,24 @@ rule report:
             caption="../reports/cost.rst",
             category="Runtime",
         ),
+        loss_plots=[
+            report(
+                path,
+                caption="../reports/loss_curves.rst",
+                category="Training",
+                labels={"model": f"{model}: every adapter"},
+            )
+            for model, path in STUDY.loss_plots().items()
+        ],
+        adaptation_plots=[
+            report(
+                path,
+                caption="../reports/adaptation.rst",
+                category="Adaptation",
+                labels={"figure": name},
+            )
+            for name, path in STUDY.adaptation_plots().items()
+        ],
     log:
         "logs/report/report.log",
     conda:

@@ -90,7 +90,7 @@ TRAINING = {
     "epochs": 3, "max_steps": -1, "batch_size": 8, "gradient_accumulation_steps": 1,
     "learning_rate": 3.0e-3, "lr_scheduler": "linear", "warmup": 0.1, "weight_decay": 0.0,
     "optim": "adamw_torch", "max_length": 256, "gradient_checkpointing": False, "padding_free": False,
-    "logging_steps": 5, "save_steps": 10,
+    "logging_steps": 5, "save_steps": 10, "validation_size": 0,
 }
 TOTAL_STEPS = 60
 

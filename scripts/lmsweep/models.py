@@ -16,6 +16,9 @@ LORA_TARGETS = {
     "gemma": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
     "phi": ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"],
 }
+# The attention projections alone (adaptation sweep target_modules: attention): the first four, or Phi's three
+# and its output projection `dense`.
+ATTENTION_TARGETS = {model_type: targets[:4] for model_type, targets in LORA_TARGETS.items()}
 
 # Every module name (the last part of a module's dotted name) of each architecture, as
 # transformers builds it by default: lets the config check refuse a LoRA target or a
@@ -54,7 +57,14 @@ class ModelSetupError(RuntimeError):
 
 
 def lora_targets(model_type: str, explicit=None, model: str = "") -> list:
-    if explicit:
+    """The modules LoRA adapts: an explicit list, or the architecture's every projection (None, "all") or
+    attention projections ("attention", an adaptation sweep's value)."""
+    if explicit == "attention":
+        if model_type not in ATTENTION_TARGETS:
+            raise ModelSetupError(f"model {model!r}: no attention projections known for architecture {model_type!r}; "
+                                  "remove target_modules: attention from adaptation.sweep")
+        return ATTENTION_TARGETS[model_type]
+    if explicit and explicit != "all":
         return list(explicit)
     if model_type not in LORA_TARGETS:
         raise ModelSetupError(

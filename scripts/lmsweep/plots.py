@@ -1,4 +1,4 @@
-"""The report's plots: decoding sweeps with interval bars, and cost against quality."""
+"""The report's plots: decoding sweeps with interval bars, cost against quality, loss curves, adapters' cost."""
 
 from lmsweep.findings import row_of, sweep_series
 from lmsweep.vocabulary import LABELS, TEXT
@@ -86,6 +86,67 @@ def plot_cost(scores, generation_info: list, path, metric: str = "bertscore_f1")
     ax.set_title(f"Cost against quality (fine-tuned; {LABELS[metric]})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_loss_curves(loss_files: dict, model: str, path) -> None:
+    """Every adapter of one model: training loss (solid) and validation loss (dashed) against the step.
+
+    `loss_files`: {adapter name: its train_log.csv}; the adapters of `model` are `model` and `model@<adaptation>`.
+    """
+    import pandas as pd
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    mine = sorted(name for name in loss_files if name == model or name.startswith(f"{model}@"))
+    for index, name in enumerate(mine):
+        log = pd.read_csv(loss_files[name])
+        color, label = colors[index % len(colors)], name.removeprefix(model).removeprefix("@") or "baseline"
+        trained = log.dropna(subset=["loss"])
+        ax.plot(trained.step, trained.loss, color=color, label=label)
+        if "eval_loss" in log and log.eval_loss.notna().any():
+            held = log.dropna(subset=["eval_loss"])
+            ax.plot(held.step, held.eval_loss, color=color, linestyle="--", marker=".")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (answer tokens)")
+    ax.set_title(f"{model}: every adapter's training loss (solid) and validation loss (dashed)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", title="adapter", title_fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_adaptation_cost(scores, record: dict, path, decoding: str = "baseline") -> None:
+    """Quality against training cost, one point per adapter: BLEU (under `decoding`) and bits per byte."""
+    plt = _pyplot()
+    metrics = (("bleu", decoding), ("bits_per_byte", "teacher_forced"))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.2), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    models = sorted({m["model"] for m in record["adapters"].values()})
+    unit = "GPU-seconds"
+    for ax, (metric, run_decoding) in zip(axes[0], metrics):
+        for index, model in enumerate(models):
+            for name, m in sorted(record["adapters"].items()):
+                cost = m.get("cost") or {}
+                seconds = cost.get("gpu_seconds") if cost.get("device") == "cuda" else cost.get("train_seconds")
+                unit = "GPU-seconds" if cost.get("device") == "cuda" else "wall seconds on the CPU"
+                row = row_of(scores, model, m.get("adaptation") or "finetuned", run_decoding, metric)
+                if m["model"] != model or row is None or seconds is None:
+                    continue
+                baseline = m.get("adaptation") is None
+                ax.scatter([seconds], [row["value"]], color=colors[index % len(colors)], s=70 if baseline else 30,
+                           edgecolors="black" if baseline else "none", label=model if baseline else None)
+                ax.annotate(m.get("adaptation") or "baseline", (seconds, row["value"]), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
+        ax.set_xlabel(f"training cost: {unit}")
+        ax.set_ylabel(LABELS[metric] + (" (lower is better)" if metric == "bits_per_byte" else ""))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize="small", title="baseline adapter ringed", title_fontsize="small")
+    fig.suptitle("Each adapter's quality against its training cost")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -17,11 +17,16 @@ BERTSCORE_HASH_NOTE = (
 
 
 def adapters_info(adapters) -> dict:
+    """{adapter: what trained it}: the baseline adapter by its model's name, a swept one as <model>@<adaptation>."""
     models = {}
     for adapter in adapters:
         info = TrainingInfo.load(Path(adapter) / "training_info.json", rebuild=adapter)
         settings = info.settings
-        models[info.model] = {
+        models[info.model if info.adaptation is None else f"{info.model}@{info.adaptation}"] = {
+            "model": info.model,
+            "adaptation": info.adaptation,
+            "validation": info.validation,
+            "cost": info.cost,
             "base_model": settings["base_model"],
             "model_source": settings.get("model_source"),
             "prompt_format": settings.get("prompt_format", "alpaca"),
@@ -75,6 +80,7 @@ def perplexity_records(paths) -> dict:
 def provenance(manifest_path, adapters, summaries, generation_info, dataset: str, baseline: dict, seed: int,
                statistics: dict, warm_start: bool = False, perplexities=()) -> dict:
     manifest = Manifest.load(manifest_path)
+    trained = adapters_info(adapters)
     signatures, versions = {}, {}
     for path in summaries:
         summary = ScoreSummary.load(path)
@@ -94,7 +100,9 @@ def provenance(manifest_path, adapters, summaries, generation_info, dataset: str
         "seed": seed,
         "baseline": baseline,
         "decoding": generation_records(read_generation_info(generation_info)),
-        "models": adapters_info(adapters),
+        # The baseline adapters, by model, then every adapter, the swept ones as <model>@<adaptation>.
+        "models": {name: entry for name, entry in trained.items() if entry["adaptation"] is None},
+        "adapters": trained,
         "metric_signatures": signatures,
         "statistics": statistics,
         "versions": versions,

@@ -72,7 +72,9 @@ class TrainingInfo(Record):
     """finetune's training_info.json, beside the adapter."""
 
     KIND = "training_info"
+    VERSION = 2  # 2: adaptation, validation, cost
     model: str
+    adaptation: str | None  # the adaptation config (lmsweep.adaptation); None: the baseline adapter
     resumed_from: str | None
     global_step: int
     train_loss: float | None
@@ -84,6 +86,8 @@ class TrainingInfo(Record):
     target_modules: list
     versions: dict
     ranks: dict = field(default_factory=dict)  # several training processes: backend, agreement, checksums
+    validation: dict = field(default_factory=dict)  # lmsweep.trainlog.validation_summary
+    cost: dict = field(default_factory=dict)  # lmsweep.trainlog.CostMeter.record
 
 
 @dataclass(frozen=True)

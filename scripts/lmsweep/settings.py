@@ -128,7 +128,7 @@ class Lora:
     r: int
     alpha: float
     dropout: float
-    target_modules: list[str] | None
+    target_modules: list[str] | str | None  # a list, None (every projection), or "attention"/"all" (a sweep's)
     modules_to_save: list[str]
 
 
@@ -148,6 +148,7 @@ class Training:
     padding_free: bool
     logging_steps: int
     save_steps: int
+    validation_size: int  # training records held out for the validation loss (lmsweep.trainlog.hold_out)
 
 
 @dataclass(frozen=True)

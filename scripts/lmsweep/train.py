@@ -18,6 +18,7 @@ was killed, which it calls incomplete) has the same identity and loads the
 finished weights instead of training the same adapter twice.
 """
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -30,6 +31,10 @@ from lmsweep.prompts import Prompter
 from lmsweep.records import TrainingInfo
 from lmsweep.reproducibility import library_versions, seed_everything
 from lmsweep.settings import as_mapping
+from lmsweep.trainlog import (  # noqa: F401  (the loss log, lengths and cost live in lmsweep.trainlog)
+    CostMeter, TrainingSetupError, check_lengths, hold_out, length_report, logged_loss, ranks_agree, validation_summary,
+    write_loss_log,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,81 +107,17 @@ def last_checkpoint(folder: Path) -> str | None:
     return str(steps[max(steps)]) if steps else None
 
 
-def logged_loss(history) -> float | None:
-    """Mean training loss over the logged steps, each logged loss weighted by the steps it averages.
-
-    Not the Trainer's own training_loss, which after a resume averages only the
-    steps trained by the resuming process: this number is the same for a run
-    resumed from a checkpoint as for one never interrupted.
-    """
-    total, last = 0.0, 0
-    for entry in history:
-        if "loss" in entry:
-            total += entry["loss"] * (entry["step"] - last)
-            last = entry["step"]
-    return total / last if last else None
-
-
-def length_report(prompter, records, max_length: int) -> dict:
-    """How `training.max_length` cuts the training examples, tokenized as TRL tokenizes them.
-
-    An example longer than max_length loses its end, EOS included (the model
-    never learns to stop there); one whose prompt alone fills max_length has no
-    answer token left, and contributes nothing to the loss.
-    """
-    from lmsweep.answer_nll import encode
-
-    lengths, prompts = [], []
-    for record in records:
-        encoded = encode(prompter, record)
-        lengths.append(len(encoded.ids))
-        prompts.append(encoded.n_prompt)
-    ordered = sorted(lengths)
-    return {
-        "max_length": max_length,
-        "examples": len(lengths),
-        "truncated": sum(n > max_length for n in lengths),
-        "no_answer_token": sum(p >= max_length for p in prompts),
-        "longest": ordered[-1] if ordered else 0,
-        "median": ordered[len(ordered) // 2] if ordered else 0,
-        "longest_prompt": max(prompts, default=0),
-    }
-
-
-class TrainingSetupError(RuntimeError):
-    """Training that cannot run as configured; the message names the key and the fix."""
-
-
-def check_lengths(report: dict, model_name: str) -> None:
-    """Refuse a max_length that leaves no answer to learn; warn when it cuts many examples."""
-    n, limit = report["examples"], report["max_length"]
-    if n and report["no_answer_token"] == n:
-        raise TrainingSetupError(
-            f"model {model_name!r}: training.max_length {limit} leaves no answer token in any of the {n} training "
-            f"examples (the longest prompt has {report['longest_prompt']} tokens, the longest example "
-            f"{report['longest']}); raise training.max_length above {report['longest_prompt']}, "
-            f"to {report['longest']} to cut none"
-        )
-    if report["truncated"]:
-        share = report["truncated"] / n
-        line = (f"training.max_length {limit} cuts {report['truncated']} of {n} training examples "
-                f"({share:.0%}; their answers lose their end and EOS; longest {report['longest']} tokens, "
-                f"median {report['median']})")
-        if report["no_answer_token"]:
-            line += f"; {report['no_answer_token']} keep no answer token at all"
-        (log.warning if share > 0.05 else log.info)(line)
-
-
 def uses_bitsandbytes(optim: str) -> bool:
     """Whether a transformers optimizer name is one of bitsandbytes' (8-bit, paged, bnb)."""
     return any(part in optim for part in ("8bit", "paged", "bnb"))
 
 
-def sft_dataset(train_path, prompter):
-    """The training records in TRL's prompt-completion format, conversational under a chat template."""
+def sft_dataset(records, prompter):
+    """Records (a list, or a JSONL path) in TRL's prompt-completion format, conversational under a chat template."""
     from datasets import Dataset
 
-    return Dataset.from_list([prompter.sft_example(r) for r in read_jsonl(train_path)])
+    records = read_jsonl(records) if isinstance(records, (str, os.PathLike)) else records
+    return Dataset.from_list([prompter.sft_example(r) for r in records])
 
 
 def train_adapter(
@@ -195,6 +136,7 @@ def train_adapter(
     callbacks=None,
     retrain: bool = False,
     prompt_format: str = "alpaca",
+    adaptation: str | None = None,
 ):
     """Train, save the adapter to `adapter_dir` (PEFT format) and the loss log to `log_path`; return its
     TrainingInfo.
@@ -204,6 +146,9 @@ def train_adapter(
     there is one, and `load.source` (lmsweep.modelsource) is recorded.
     `retrain`: a finished run of the same identity is trained again from scratch (the run was forced).
     `prompt_format`: alpaca or chat_template (lmsweep.prompts), part of the run's identity.
+    `adaptation`: the adaptation config's name (lmsweep.adaptation), None for the baseline adapter.
+    `training.validation_size` records of the training split are held out (lmsweep.trainlog.hold_out) and their
+    loss is measured every `logging_steps` steps and at the end.
     """
     from lmsweep.models import skip_bitsandbytes
 
@@ -222,6 +167,7 @@ def train_adapter(
     from lmsweep.models import check_lora_modules, load_base_model, load_tokenizer, lora_targets, resolve_device
 
     device = resolve_device(device)
+    cost = CostMeter(device)
     # Settle the LoRA targets from the config alone: an unknown architecture
     # fails here, before gigabytes of weights are loaded.
     from transformers import AutoConfig
@@ -232,14 +178,16 @@ def train_adapter(
     prompter = Prompter(prompt_format, tokenizer, model_name)  # a chat template the tokenizer lacks: refused here
     # Every record in the model's format, before the weights load: a conversation of several turns has no
     # alpaca form, and is refused here (lmsweep.prompts).
-    lengths = length_report(prompter, read_jsonl(train_path), training.max_length)
+    records, held_out = hold_out(read_jsonl(train_path), training.validation_size, seed, model_name)
+    lengths = length_report(prompter, records, training.max_length)
     check_lengths(lengths, model_name)
     model = load_base_model(
         base_model, device, revision=revision, trust_remote_code=trust_remote_code,
         quantization=quantization, name=model_name,
     )
     # A module to save that the model lacks would train nothing, silently: refuse it before training.
-    check_lora_modules(model, lora.target_modules, lora.modules_to_save, model_name)
+    check_lora_modules(model, targets if isinstance(lora.target_modules, str) else lora.target_modules,
+                       lora.modules_to_save, model_name)
     if quantization.load_in_4bit:
         from peft import prepare_model_for_kbit_training
 
@@ -285,6 +233,10 @@ def train_adapter(
         gradient_checkpointing=on_gpu and training.gradient_checkpointing,
         use_cpu=not on_gpu,
         logging_steps=training.logging_steps,
+        # The validation loss at every logged step (and at the end, below), on the held-out records.
+        eval_strategy="steps" if held_out else "no",
+        eval_steps=training.logging_steps if held_out else None,
+        per_device_eval_batch_size=training.batch_size,
         save_strategy="steps",
         save_steps=training.save_steps,
         save_total_limit=2,
@@ -295,7 +247,8 @@ def train_adapter(
     trainer = SFTTrainer(
         model=model,
         args=args,
-        train_dataset=sft_dataset(train_path, prompter),
+        train_dataset=sft_dataset(records, prompter),
+        eval_dataset=sft_dataset(held_out, prompter) if held_out else None,
         processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=callbacks,
@@ -326,12 +279,14 @@ def train_adapter(
         from safetensors.torch import load_file
 
         log.info(f"checkpoint {last} is the last step of this run: loading it, nothing left to train")
+        if (ckpt / FINISHED).exists():
+            cost.restore(json.loads((ckpt / FINISHED).read_text()).get("cost", {}))
         set_peft_model_state_dict(trainer.model, load_file(Path(last) / "adapter_model.safetensors"))
         history, global_step = state["log_history"], state["global_step"]
     else:
         log.info(f"resuming from checkpoint {last}" if last else f"training from scratch (checkpoints in {ckpt})")
         try:
-            trainer.train(resume_from_checkpoint=last)
+            cost.timed(lambda: trainer.train(resume_from_checkpoint=last))
         except (RuntimeError, ValueError, KeyError) as err:
             if not last:
                 raise
@@ -340,9 +295,14 @@ def train_adapter(
                 f"fit this run. Delete {ckpt} to train from scratch"
             ) from err
         history, global_step = trainer.state.log_history, trainer.state.global_step
+    history = list(history)
+    if held_out and not any(e.get("step") == global_step and "eval_loss" in e for e in history):
+        # The final weights' validation loss, unless the last logged step measured it already.
+        history.append({"step": global_step, "eval_loss": trainer.evaluate()["eval_loss"]})
     write_loss_log(history, log_path)
     info = TrainingInfo(
         model=model_name,
+        adaptation=adaptation,
         resumed_from=Path(last).name if last else None,
         global_step=global_step,
         train_loss=logged_loss(history),
@@ -350,6 +310,7 @@ def train_adapter(
         ranks=ranks_agree(trainer.model),
         effective_batch_size=training.batch_size * training.gradient_accumulation_steps * processes,
         lengths=lengths,
+        validation=validation_summary(history, len(held_out)),
         settings=settings,
         identity={"key": ckpt.name, "train_sha256": identity["train_sha256"], "base": identity["base"],
                   "code": identity["code"]},
@@ -359,42 +320,9 @@ def train_adapter(
     with atomic_path(adapter_dir, is_dir=True) as tmp:
         trainer.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        info = dataclasses.replace(info, cost=cost.record(trainer.model, processes, tmp))
         info.save(tmp / "training_info.json")
     if int(os.environ.get("RANK", "0")) == 0:
-        write_json(ckpt / FINISHED, {"global_step": global_step, "adapter": str(adapter_dir)})
+        write_json(ckpt / FINISHED, {"global_step": global_step, "adapter": str(adapter_dir),
+                                     "cost": {k: info.cost[k] for k in ("train_seconds", "peak_gpu_memory_mb")}})
     return info
-
-
-def ranks_agree(model) -> dict:
-    """With several training processes: the backend, and whether every rank ended with the same trained weights.
-
-    Data parallel training keeps the replicas equal by averaging gradients; a
-    checksum of the trained parameters, gathered from every rank, shows it did.
-    """
-    import torch
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return {}
-    trained = [p.detach().double().sum() for p in model.parameters() if p.requires_grad]
-    checksum = torch.stack(trained).sum().reshape(1).to(next(model.parameters()).device)
-    gathered = [torch.zeros_like(checksum) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, checksum)
-    values = [float(g) for g in gathered]
-    agree = max(values) - min(values) <= 1e-9 * max(1.0, abs(values[0]))
-    log.info(f"rank {dist.get_rank()}: trained-weight checksums of all ranks {values}: "
-             f"{'equal' if agree else 'DIFFERENT'} ({dist.get_backend()})")
-    return {"backend": dist.get_backend(), "ranks_agree": agree, "rank_checksums": values}
-
-
-def write_loss_log(history, path) -> None:
-    """One row per logged step: step, epoch, loss, learning rate."""
-    import csv
-
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["step", "epoch", "loss", "learning_rate"])
-            for entry in history:
-                if "loss" in entry:
-                    writer.writerow([entry["step"], entry.get("epoch"), entry["loss"], entry.get("learning_rate")])

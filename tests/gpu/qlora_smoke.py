@@ -40,7 +40,7 @@ def finetune_job(out: Path, base: Path, load, steps: int, device: str = "cuda"):
     training = Training(epochs=1, max_steps=steps, batch_size=16, gradient_accumulation_steps=1,
                         learning_rate=1e-3, lr_scheduler="linear", warmup=0.05, weight_decay=0.0,
                         optim="paged_adamw_8bit", max_length=256, gradient_checkpointing=True, padding_free=False,
-                        logging_steps=5, save_steps=1000)
+                        logging_steps=5, save_steps=1000, validation_size=0)
     settings = finetune.Settings(model="smoke", base_model=str(base), load=load, lora=lora, training=training,
                                  seed=0, device=device, checkpoints=str(out / "ckpt"), processes=1)
     paths = finetune.Paths(train=str(out / "train.jsonl"), base=[], adapter=str(out / "adapter"),

@@ -18,7 +18,7 @@ TRAINING = {
     "epochs": 1, "max_steps": 6, "batch_size": 4, "gradient_accumulation_steps": 1,
     "learning_rate": 3.0e-3, "lr_scheduler": "linear", "warmup": 0, "weight_decay": 0.0,
     "optim": "adamw_torch", "max_length": 256, "gradient_checkpointing": False,
-    "logging_steps": 1, "save_steps": 3, "padding_free": True,
+    "logging_steps": 1, "save_steps": 3, "padding_free": True, "validation_size": 0,
 }
 SEED = 7
 
@@ -105,8 +105,9 @@ def test_training_info_records_settings_and_versions(run_a):
 
     assert TrainingInfo.load(folder / "adapter" / "training_info.json") == info
     saved = json.loads((folder / "adapter" / "training_info.json").read_text())
-    assert (saved["kind"], saved["version"]) == ("training_info", 1)
-    assert saved["model"] == "tiny_llama"
+    assert (saved["kind"], saved["version"]) == ("training_info", 2)
+    assert saved["model"] == "tiny_llama" and saved["adaptation"] is None
+    assert saved["validation"] == {"records": 0}
     assert saved["resumed_from"] is None
     assert saved["global_step"] == TRAINING["max_steps"]
     assert math.isfinite(saved["train_loss"]) and saved["train_loss"] > 0
@@ -117,6 +118,32 @@ def test_training_info_records_settings_and_versions(run_a):
     assert saved["target_modules"] == sorted(LORA_TARGETS["llama"])
     for package in ("torch", "transformers", "peft", "trl"):
         assert saved["versions"][package], package
+
+
+def test_what_the_adapter_cost_is_counted_from_its_own_weights(run_a):
+    """Trainable parameters: every tensor the adapter file holds (LoRA's A and B, the modules trained in full),
+    counted apart from PEFT; its size: the file's; the seconds of this process's training."""
+    folder, info = run_a
+    weights = adapter_weights(folder)
+    assert info.cost["trainable_parameters"] == sum(t.numel() for t in weights.values())
+    assert info.cost["adapter_bytes"] == (folder / "adapter" / "adapter_model.safetensors").stat().st_size
+    assert info.cost["trainable_parameters"] < info.cost["total_parameters"]
+    assert info.cost["device"] == "cpu" and info.cost["gpu_seconds"] is None and info.cost["peak_gpu_memory_mb"] is None
+    assert info.cost["train_seconds"] > 0
+
+
+def test_a_validation_slice_is_held_out_of_training_and_its_loss_logged(tiny_llama, train_path, tmp_path, load):
+    folder = tmp_path / "validated"
+    info = finetune(tiny_llama, train_path, folder, load, validation_size=8, logging_steps=2)
+    with open(folder / "train_log.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in rows] == [2, 4, 6]
+    held = [float(r["eval_loss"]) for r in rows]
+    assert all(math.isfinite(x) and x > 0 for x in held)
+    assert info.validation == {"records": 8, "evaluations": 3, "last_loss": held[-1], "best_loss": min(held),
+                               "best_step": 2 * (held.index(min(held)) + 1)}
+    # 32 of the 40 records train: the length report counts them, and the checkpoints' identity has the setting
+    assert info.lengths["examples"] == 32 and info.settings["training"]["validation_size"] == 8
 
 
 def test_loss_log_has_one_row_per_step(run_a):
@@ -292,6 +319,9 @@ def test_a_finished_runs_rerun_trains_from_scratch_only_when_forced(run_a, tiny_
     before, again = adapter_weights(run_a[0]), adapter_weights(folder)
     assert all(torch.equal(again[k], before[k]) for k in before)  # deterministic either way
     assert loss_log(folder) == loss_log(run_a[0])
+    # what the adapter cost: measured again when trained again, the first run's measure when its weights are loaded
+    assert (info.cost["train_seconds"] == run_a[1].cost["train_seconds"]) is not retrain
+    assert info.cost["trainable_parameters"] == run_a[1].cost["trainable_parameters"]
 
 
 def test_changed_training_data_starts_afresh_and_removes_the_stale_checkpoints(tiny_llama, train_path, tmp_path, load):

@@ -14,7 +14,7 @@ LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": None, "modules_to_
 TRAINING = {
     "epochs": 1, "max_steps": 4, "batch_size": 4, "gradient_accumulation_steps": 1, "learning_rate": 3.0e-3,
     "lr_scheduler": "constant", "warmup": 0, "weight_decay": 0.0, "optim": "adamw_torch", "max_length": 256,
-    "gradient_checkpointing": False, "padding_free": False, "logging_steps": 1, "save_steps": 100,
+    "gradient_checkpointing": False, "padding_free": False, "logging_steps": 1, "save_steps": 100, "validation_size": 0,
 }
 
 

@@ -58,6 +58,7 @@ def built(mini_study, tmp_path_factory):
         "metric_signatures": {"bleu": "nrefs:1|case:mixed", "bertscore_f1": "minilm"},
         "statistics": dataclasses.asdict(s["statistics"]), "versions": {"torch": "x"}, "warm_start": True,
     }
+    record["adapters"] = {m: {**entry, "model": m, "adaptation": None} for m, entry in record["models"].items()}
     runs = load_runs(s["summaries"], s["test"])
     paths = report.build(scores_csv, comparisons_csv, record, out, runs, infos, [])
     return paths, pd.read_csv(scores_csv), pd.read_csv(comparisons_csv)

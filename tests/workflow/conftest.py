@@ -158,7 +158,9 @@ def reduced_config(hf_home: Path | None = None) -> dict:
     config["dataset"].update(synthetic_size=240, test_size=8)
     # The base variant is scored by perplexity only (fewer jobs).
     config["models"] = {"tiny_llama": {"build": {"architecture": "llama"}, "base_decoding": []}}
-    config["training"].update(epochs=2, save_steps=10)  # 26 steps: checkpoints at 10 and 20
+    # every record trains (no validation slice), one adapter (no adaptation sweep: the demo's covers it)
+    config["training"].update(epochs=2, save_steps=10, validation_size=0)  # 26 steps: checkpoints at 10 and 20
+    del config["adaptation"]
     config["decoding"]["sweep"] = {"top_k": [10]}
     config["inference"]["weights"] = "merged"
     config["resources"]["gpu_per_job"] = 1

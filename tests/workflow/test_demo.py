@@ -120,7 +120,9 @@ def test_report_and_logs_are_written(demo_run):
     for parameter in ("top_k", "num_beams", "temperature"):
         assert (report / f"sweep_{parameter}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     loss = pd.read_csv(demo / "results" / "finetune" / "tiny_llama" / "train_log.csv")
-    assert len(loss) > 5 and loss.loss.iloc[-1] < loss.loss.iloc[0]
+    trained = loss.loss.dropna()  # the last row may hold the final validation loss alone
+    assert len(trained) > 5 and trained.iloc[-1] < trained.iloc[0]
+    assert loss.eval_loss.notna().sum() >= len(trained) and loss.eval_loss.iloc[-1] < loss.eval_loss.iloc[0]
     for rule in ("finetune", "generate", "score", "perplexity"):
         assert list((demo / "benchmarks" / rule).rglob("*.tsv")), rule
     assert "predictions written" in (demo / "logs/generate/tiny_phi/base/baseline/rep0.log").read_text()
@@ -138,23 +140,34 @@ def test_the_hub_token_is_never_written(demo_run):
 # (tiny_llama 1.3177 -> 1.2780 bits per byte, word perplexity 173 -> 148; token perplexity unchanged),
 # and the paired tests became exact sign-flip tests: m = 229 tests (350 before, with duplicates, the
 # post-selection rows and metrics on which no example differs), 6 significant (7 before).
+# Issue 21: the demo holds 48 of its training records out for the validation loss
+# (training.validation_size), so every adapter trains on 433 records instead of 481 and every fine-tuned
+# number moved (tiny_llama's BLEU 30.4 -> 24.3, bits per byte 1.278 -> 1.267; the base model's are the same);
+# tiny_llama's two swept adapters add 18 tests: m = 247, 5 significant.
 PINNED = {
-    ("tiny_llama", "finetuned", "baseline", "bleu"): 30.400566,
-    ("tiny_llama", "finetuned", "baseline", "rouge_l"): 0.298247,
-    ("tiny_llama", "finetuned", "baseline", "bertscore_f1"): 0.468337,
-    ("tiny_llama", "finetuned", "teacher_forced", "perplexity"): 22.416371,
-    ("tiny_llama", "finetuned", "teacher_forced", "bits_per_byte"): 1.277963,
-    ("tiny_llama", "finetuned", "teacher_forced", "word_perplexity"): 148.442925,
+    ("tiny_llama", "finetuned", "baseline", "bleu"): 24.339212,
+    ("tiny_llama", "finetuned", "baseline", "rouge_l"): 0.298942,
+    ("tiny_llama", "finetuned", "baseline", "bertscore_f1"): 0.437811,
+    ("tiny_llama", "finetuned", "teacher_forced", "perplexity"): 21.968540,
+    ("tiny_llama", "finetuned", "teacher_forced", "bits_per_byte"): 1.266892,
+    ("tiny_llama", "finetuned", "teacher_forced", "word_perplexity"): 142.150034,
     ("tiny_llama", "base", "teacher_forced", "bits_per_byte"): 2.276112,
-    ("tiny_mistral", "finetuned", "baseline", "bleu"): 22.378183,
-    ("tiny_mistral", "finetuned", "teacher_forced", "perplexity"): 21.823590,
-    ("tiny_mistral", "finetuned", "teacher_forced", "bits_per_byte"): 1.285680,
-    ("tiny_mistral", "finetuned", "teacher_forced", "word_perplexity"): 152.993159,
-    ("tiny_phi", "finetuned", "baseline", "bleu"): 25.896002,
-    ("tiny_phi", "finetuned", "teacher_forced", "perplexity"): 24.832864,
-    ("tiny_phi", "finetuned", "teacher_forced", "bits_per_byte"): 1.310507,
-    ("tiny_phi", "finetuned", "teacher_forced", "word_perplexity"): 168.600867,
+    ("tiny_mistral", "finetuned", "baseline", "bleu"): 20.330911,
+    ("tiny_mistral", "finetuned", "teacher_forced", "perplexity"): 22.522466,
+    ("tiny_mistral", "finetuned", "teacher_forced", "bits_per_byte"): 1.275053,
+    ("tiny_mistral", "finetuned", "teacher_forced", "word_perplexity"): 146.762254,
+    ("tiny_phi", "finetuned", "baseline", "bleu"): 20.009010,
+    ("tiny_phi", "finetuned", "teacher_forced", "perplexity"): 25.586816,
+    ("tiny_phi", "finetuned", "teacher_forced", "bits_per_byte"): 1.321387,
+    ("tiny_phi", "finetuned", "teacher_forced", "word_perplexity"): 175.933115,
     ("tiny_phi", "base", "baseline", "rouge_l"): 0.009838,
+    # the adaptation sweep (tiny_llama only): rank 16 (alpha 32), and a third of the learning rate
+    ("tiny_llama", "r_16", "baseline", "bleu"): 24.789233,
+    ("tiny_llama", "r_16", "baseline", "bertscore_f1"): 0.466403,
+    ("tiny_llama", "r_16", "teacher_forced", "bits_per_byte"): 1.290383,
+    ("tiny_llama", "learning_rate_0.001", "baseline", "bleu"): 1.171911,
+    ("tiny_llama", "learning_rate_0.001", "baseline", "bertscore_f1"): 0.134832,
+    ("tiny_llama", "learning_rate_0.001", "teacher_forced", "bits_per_byte"): 1.542075,
 }
 
 
@@ -162,8 +175,8 @@ def test_the_demo_s_numbers_are_pinned(scores, comparisons):
     got = scores.set_index(["model", "variant", "decoding", "metric"]).value
     for key, value in PINNED.items():
         assert got[key] == pytest.approx(value, rel=1e-4), key
-    assert int(comparisons.in_holm_family.sum()) == 229
-    assert int(comparisons.significant.sum()) == 6
+    assert int(comparisons.in_holm_family.sum()) == 247
+    assert int(comparisons.significant.sum()) == 5
 
 
 @pytest.mark.parametrize("rule, wildcards, outputs", [
@@ -195,7 +208,9 @@ def test_generations_name_their_inputs_by_relative_paths(demo_run):
         assert str(demo_run) not in text, path
         for row in read_jsonl(path):
             assert row["base_model"].startswith("results/build_tiny_model/"), path
-            assert row["adapter"] in (None, f"results/finetune/{row['model']}/adapter"), path
+            adapter = {"base": None, "finetuned": f"results/finetune/{row['model']}/adapter"}.get(
+                row["variant"], f"results/finetune/{row['model']}@{row['variant']}/adapter")
+            assert row["adapter"] == adapter, path
 
 
 def test_every_output_records_the_seed_the_versions_and_the_metric_settings(demo_run):
@@ -253,13 +268,59 @@ def test_every_output_records_the_seed_the_versions_and_the_metric_settings(demo
     table = pd.read_csv(results / "scores.csv")
     assert (table.seed == seed).all()
     measured = table[table.metric.isin(signatures)]
-    assert len(measured) == 3 * (13 + 1) * 3 + 3 * 2 * 3
+    assert len(measured) == 3 * (13 + 1) * 3 + 3 * 2 * 3 + 2 * (3 + 3)  # + tiny_llama's two swept adapters
     assert (measured.signature == measured.metric.map(signatures)).all()
     statistics = config["statistics"]
     assert table.interval.str.endswith(f"{statistics['resamples']} resamples, seed {statistics['seed']}, 95%").all()
 
-    for model in config["models"]:
-        info = json.loads((results / "finetune" / model / "adapter" / "training_info.json").read_text())
-        assert info["settings"]["seed"] == seed and info["versions"] == versions, model
+    for adapter in [*config["models"], "tiny_llama@r_16", "tiny_llama@learning_rate_0.001"]:
+        info = json.loads((results / "finetune" / adapter / "adapter" / "training_info.json").read_text())
+        assert info["settings"]["seed"] == seed and info["versions"] == versions, adapter
     manifest = json.loads((results / "prepare_data" / "manifest.json").read_text())
     assert manifest["seed"] == seed and manifest["versions"]["python"] == versions["python"]
+
+
+# --- adapted how (issue 21) --------------------------------------------------------------------------------------
+
+
+def test_each_swept_adapter_moves_one_setting_and_records_its_cost_and_validation_loss(demo_run):
+    results = demo_run / "demo" / "results" / "finetune"
+    infos = {name: json.loads((results / name / "adapter" / "training_info.json").read_text())
+             for name in ("tiny_llama", "tiny_llama@r_16", "tiny_llama@learning_rate_0.001", "tiny_phi")}
+    base = infos["tiny_llama"]
+    assert [infos[n]["adaptation"] for n in infos] == [None, "r_16", "learning_rate_0.001", None]
+    assert infos["tiny_llama@r_16"]["settings"]["lora"] == {**base["settings"]["lora"], "r": 16, "alpha": 32.0}
+    assert infos["tiny_llama@learning_rate_0.001"]["settings"]["training"] == {
+        **base["settings"]["training"], "learning_rate": 0.001}
+    # rank 16: 8 more rows of A and columns of B on every adapted projection
+    assert infos["tiny_llama@r_16"]["cost"]["trainable_parameters"] - base["cost"]["trainable_parameters"] == 17408
+    assert infos["tiny_llama@r_16"]["cost"]["adapter_bytes"] > base["cost"]["adapter_bytes"]
+    for name, info in infos.items():
+        assert info["validation"]["records"] == 48 and info["lengths"]["examples"] == 481 - 48, name
+        assert info["validation"]["evaluations"] >= info["global_step"] // 5, name
+        log = pd.read_csv(results / name / "train_log.csv")
+        assert log.eval_loss.dropna().iloc[-1] == pytest.approx(info["validation"]["last_loss"]), name
+    # the lower learning rate leaves the adapter under-trained: higher training and validation loss
+    slow = infos["tiny_llama@learning_rate_0.001"]
+    assert slow["validation"]["last_loss"] > base["validation"]["last_loss"] + 0.5
+    assert slow["train_loss"] > base["train_loss"]
+
+
+def test_the_report_answers_adapted_how(demo_run, comparisons):
+    report = (demo_run / "demo" / "results" / "report" / "report.md").read_text()
+    section = report[report.index("### How each adaptation setting matters"):
+                     report.index("### What fine-tuning bought")]
+    assert "alpha = baseline alpha × r / baseline r" in section
+    # the sentence form of the decoding section, each value against the baseline adapter with its Holm p-value
+    assert ("**tiny_llama**: BLEU is best at r = 16 (24.8 [6.1, 52.0]); it rises with r; against the baseline "
+            "adapter (r = 8): 16: +0.5 [−1.5, +2.5], Holm p = 1.00.") in section
+    assert ("BERTScore F1 is best at learning_rate = 0.003 (0.438 [0.324, 0.560]); it rises with learning_rate; "
+            "against the baseline adapter (learning_rate = 0.003): 0.001: −0.303 [−0.421, −0.194], Holm p < 0.001 *"
+            ) in section
+    assert "tiny_mistral" not in section  # adaptation.models: only tiny_llama is swept
+    swept = comparisons[comparisons.family == "adaptation vs baseline"]
+    assert len(swept) == 2 * (3 + 3) and swept.in_holm_family.all()
+    assert set(swept.variant_a) == {"finetuned"} and set(swept.variant_b) == {"r_16", "learning_rate_0.001"}
+    assert "## Adaptation sweep: r (baseline decoding)" in report and "## What each adapter cost" in report
+    for figure in ("adaptation_cost.png", "loss_tiny_llama.png", "loss_tiny_phi.png"):
+        assert (demo_run / "demo" / "results" / "report" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure

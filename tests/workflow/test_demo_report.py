@@ -58,10 +58,11 @@ def test_lmsweep_report_renders_its_tables_and_plots(demo_run, tmp_path):
     dom = chromium("--virtual-time-budget=5000", "--dump-dom", probed.as_uri(), tmp_path=tmp_path).stdout
     probe = json.loads(re.search(r"data-probe=\"([^\"]*)\"", dom).group(1).replace("&quot;", '"'))
     assert probe["tables"] >= 8 and probe["rows"] > 60
-    # three sweeps and cost against quality
-    assert len(probe["images"]) == 4 and all(width > 500 for width in probe["images"]), probe["images"]
+    # three decoding sweeps, cost against quality, the adapters' quality against their cost, three models' loss curves
+    assert len(probe["images"]) == 8 and all(width > 500 for width in probe["images"]), probe["images"]
     for text in ("The answers", "has the best BLEU", "Model comparison", "tiny_mistral", "Decoding sweep: temperature",
-                 "Cost against quality", "Runtime", "Metric signatures"):
+                 "Cost against quality", "How each adaptation setting matters", "What each adapter cost", "Runtime",
+                 "Metric signatures"):
         assert text in dom
     png = tmp_path / "report.png"
     chromium("--window-size=1280,3000", f"--screenshot={png}", probed.as_uri(), tmp_path=tmp_path)
@@ -76,7 +77,7 @@ def test_snakemake_report_has_our_categories_and_renders(demo_run, tmp_path):
     assert "--report packages the results as they are now: it reruns nothing" in proc.stderr
     report = demo_run / "demo" / "results" / "snakemake-report.html"
     dom = chromium("--virtual-time-budget=10000", "--dump-dom", report.as_uri(), tmp_path=tmp_path).stdout
-    for category in ("Scores", "Sweeps", "Training", "Runtime"):
+    for category in ("Scores", "Sweeps", "Training", "Adaptation", "Runtime"):
         assert f"<span>{category}</span>" in dom, f"category {category} not rendered"
     assert "Statistics" in dom and "held-out test split" in dom  # runtime statistics and reports/workflow.rst
     png = tmp_path / "snakemake-report.png"

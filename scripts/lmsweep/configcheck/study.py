@@ -6,6 +6,7 @@ already refused is skipped, so one mistake is said once.
 
 import os
 
+from lmsweep.adaptation import problems as adaptation_problems
 from lmsweep.sources import OFFLINE_BERTSCORE, looks_local
 
 # Context length of a built tiny model when build.max_position_embeddings is not given (the schema's default).
@@ -28,7 +29,7 @@ def study_problems(config: dict, invalid=frozenset()) -> list:
     for check in (
         decoding_problems, base_decoding_problems, dataset_problems, quantization_problems,
         model_path_problems, lora_problems, context_problems, bertscore_problems, statistics_problems,
-        prompt_format_problems, gguf_problems,
+        prompt_format_problems, gguf_problems, adaptation_problems,
     ):
         try:
             problems += check(config, usable)

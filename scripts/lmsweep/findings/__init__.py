@@ -9,12 +9,14 @@ question the report answers:
     ranking     which model is best, and what Holm asks of a p-value
     gains       what fine-tuning bought
     sweeps      how each decoding parameter matters
+    adaptations how each adaptation setting matters, and what each adapter cost
     agreement   whether the metrics agree
     answers     answer hygiene, cost against quality, examples
     cautions    what makes the numbers doubtful
     tables      where the numbers came from: runtime, training, decoding, weights
 """
 
+from lmsweep.findings.adaptations import adaptation_sentences, adaptation_table, adapter_cost_table, by_parameter
 from lmsweep.findings.agreement import agreement_table, disagreements
 from lmsweep.findings.answers import best_config, cost_table, example_pairs, hygiene_table
 from lmsweep.findings.cautions import study_warnings
@@ -34,7 +36,8 @@ from lmsweep.findings.tables import (
 from lmsweep.vocabulary import LABELS, number, signed
 
 __all__ = [
-    "LABELS", "agreement_table", "baseline_decoding", "batch_dependence_note", "best_config", "best_model_sentences",
+    "LABELS", "adaptation_sentences", "adaptation_table", "adapter_cost_table", "agreement_table", "baseline_decoding",
+    "batch_dependence_note", "best_config", "best_model_sentences", "by_parameter",
     "comparison_of", "cost_table", "decoding_table", "difference_text", "disagreements", "example_pairs",
     "examples_frame", "gain_sentences", "gain_table", "holm_bar", "holm_family_size", "hygiene_table", "mark",
     "model_pair_table", "model_ranking", "model_table", "number", "order_text", "overridden_notes", "p_text",

@@ -22,7 +22,9 @@ def runtime_table(benchmark_files):
         bench = pd.read_csv(path, sep="\t").iloc[-1]
         model, variant, decoding, replicate = (list(labels) + [None, None, None])[:4]
         if rule in ("finetune", "merge_adapter"):
-            variant = "finetuned"
+            # benchmarks/finetune/<model>.tsv, or <model>@<adaptation>.tsv for a swept adapter (its runs' variant)
+            model, _, adaptation = model.partition("@")
+            variant = adaptation or "finetuned"
         rows.append({
             "rule": rule, "model": model, "variant": variant, "decoding": decoding, "replicate": replicate,
             "wall_s": float(bench["s"]), "max_rss_mb": float(bench["max_rss"]), "cpu_s": float(bench["cpu_time"]),
@@ -49,8 +51,9 @@ def training_table(models: dict):
     for name, m in sorted(models.items()):
         lengths = m.get("lengths") or {}
         rows.append({
-            "model": name, "base model": m["base_model"], "steps": m["global_step"],
+            "adapter": name, "base model": m["base_model"], "steps": m["global_step"],
             "train loss": f"{m['train_loss']:.3f}" if m["train_loss"] is not None else "n/a",
+            "validation loss (last, lowest)": _validation_text(m.get("validation") or {}),
             "processes": m.get("processes", 1), "effective batch": m.get("effective_batch_size"),
             "examples cut at max_length": (f"{lengths['truncated']} of {lengths['examples']} "
                                            f"(max_length {lengths['max_length']})" if lengths else "n/a"),
@@ -59,6 +62,13 @@ def training_table(models: dict):
             "4-bit": "yes" if m["quantization"].get("load_in_4bit") else "no",
         })
     return pd.DataFrame(rows)
+
+
+def _validation_text(validation: dict) -> str:
+    if not validation.get("records") or validation.get("last_loss") is None:
+        return "n/a (training.validation_size 0)"
+    return (f"{validation['last_loss']:.3f}, {validation['best_loss']:.3f} at step {validation['best_step']} "
+            f"({validation['records']} records)")
 
 
 def decoding_table(record: dict):

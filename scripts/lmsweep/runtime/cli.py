@@ -43,6 +43,10 @@ def parser_for(rule: str, step) -> argparse.ArgumentParser:
     parser.add_argument("--config", default="config.yaml", help="the study's config, in --directory; "
                                                                  "default: config.yaml")
     for wildcard in wildcards_of(rule):
+        if wildcard == "adaptation":
+            parser.add_argument("--adaptation", help="the adapter's adaptation config (adaptation.sweep, e.g. r_4); "
+                                                     "default: the baseline adapter")
+            continue
         parser.add_argument(f"--{wildcard}", help=f"the job's {wildcard}, as in the rule's output path")
     for flag in getattr(step, "CLI_FLAGS", ()):
         parser.add_argument(f"--{flag.replace('_', '-')}", action="store_true", dest=flag,
@@ -92,7 +96,8 @@ def read_job(rule: str, path) -> Job:
 
 def job_from_command_line(rule: str, argv=None) -> Job | None:
     """The job the command line names; None when it only printed it (--show)."""
-    from lmsweep.wiring import VARIANTS, Study, Wildcards
+    from lmsweep.adaptation import SEPARATOR
+    from lmsweep.wiring import Study, Wildcards
 
     step = step_of(rule)
     wildcards = wildcards_of(rule)
@@ -102,17 +107,21 @@ def job_from_command_line(rule: str, argv=None) -> Job | None:
         job = read_job(rule, args.job)
         job.threads = args.threads or job.threads
         return job
-    missing = [f"--{w}" for w in wildcards if getattr(args, w) is None]
+    missing = [f"--{w}" for w in wildcards if getattr(args, w) is None and w != "adaptation"]
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)}")
     if not os.path.isdir(args.directory):
         parser.error(f"argument --directory: {args.directory} is not a folder")
     os.chdir(args.directory)
     study = Study(load_config(args.config))
-    wc = Wildcards(**{w: str(getattr(args, w)) for w in wildcards})
-    for name, known in (("model", study.models), ("variant", list(VARIANTS)), ("decoding", list(study.decoding))):
-        if name in wildcards and getattr(wc, name) not in known:
-            parser.error(f"argument --{name}: {getattr(wc, name)!r} is not one of the study's: {', '.join(known)}")
+    given = {w: str(getattr(args, w)) for w in wildcards if getattr(args, w) is not None}
+    for name, known in (("model", study.models), ("variant", study.variants), ("decoding", list(study.decoding)),
+                        ("adaptation", list(study.adaptations))):
+        if name in given and given[name] not in known:
+            parser.error(f"argument --{name}: {given[name]!r} is not one of the study's: {', '.join(known) or 'none'}")
+    if "adaptation" in given:
+        given["adaptation"] = SEPARATOR + given["adaptation"]
+    wc = Wildcards(**given)
     if "rep" in wildcards and not wc.rep.isdigit():
         parser.error(f"argument --rep: {wc.rep!r} is not a replicate number (0, 1, ...)")
     settings = study.settings(rule, wc)

@@ -8,7 +8,11 @@ Three families of tests, every metric each, make Holm's family:
   model is best); perplexity across models only as bits per byte and word
   perplexity, which do not depend on the tokenizer;
 - each model's fine-tuned variant against its base model (what fine-tuning
-  bought), under every config the base model ran, and in perplexity.
+  bought), under every config the base model ran, and in perplexity;
+- each adaptation config's adapter against the model's baseline adapter
+  (how an adaptation setting matters: lmsweep.adaptation), under every
+  config the swept adapters ran (adaptation.decoding), and in perplexity,
+  all three measures (one tokenizer).
 
 Beside them, descriptive rows that are not tests: per model, swept parameter
 and metric, each value of the parameter (the baseline's value included)
@@ -50,7 +54,9 @@ COLUMNS = [
     "in_holm_family", "holm_level", "settled", "test", "resamples", "p_resamples", "n_examples", "replicates_a",
     "replicates_b",
 ]
-TESTED_FAMILIES = ("decoding vs baseline", "model vs model", "fine-tuned vs base")
+TESTED_FAMILIES = ("decoding vs baseline", "model vs model", "fine-tuned vs base", "adaptation vs baseline")
+# The variants that are not adaptation configs: the baseline adapter and the base model.
+NOT_ADAPTATIONS = ("finetuned", "base")
 DESCRIPTIVE = "sweep value vs best"
 
 
@@ -86,6 +92,9 @@ def pairs(runs: dict, baseline: str = "baseline"):
     for (model, variant, decoding) in sorted(keys):
         if variant == "base" and (model, "finetuned", decoding) in keys:
             yield "fine-tuned vs base", runs[(model, "base", decoding)], runs[(model, "finetuned", decoding)]
+    for (model, variant, decoding) in sorted(keys):
+        if variant not in NOT_ADAPTATIONS and (model, "finetuned", decoding) in keys:
+            yield "adaptation vs baseline", runs[(model, "finetuned", decoding)], runs[(model, variant, decoding)]
 
 
 def sweep_candidates(runs: dict, baseline: str = "baseline") -> dict:
@@ -214,6 +223,10 @@ def plan(runs: dict, perplexities: dict, tokenize: str) -> list:
             planned += compare_perplexity("fine-tuned vs base", perplexities[(model, "base")],
                                           perplexities[(model, "finetuned")],
                                           PERPLEXITY)
+    for model, variant in sorted(perplexities):
+        if variant not in NOT_ADAPTATIONS and (model, "finetuned") in perplexities:
+            planned += compare_perplexity("adaptation vs baseline", perplexities[(model, "finetuned")],
+                                          perplexities[(model, variant)], PERPLEXITY)
     for metric, best, other in best_value_pairs(runs, tokenize):
         planned += compare_runs(DESCRIPTIVE, best, other, tokenize, metrics=(metric,))
     seen = {}

@@ -1,4 +1,5 @@
-"""Rule finetune: one LoRA adapter per base model, trained with TRL's SFTTrainer (lmsweep.train), resumably.
+"""Rule finetune: one LoRA adapter per base model and adaptation config (lmsweep.adaptation), trained with TRL's
+SFTTrainer (lmsweep.train), resumably.
 
 On several GPUs of one node, one training process per GPU (data parallel):
 the job becomes `accelerate launch` of itself (launch), each rank runs the
@@ -35,6 +36,7 @@ class Settings:
     checkpoints: str  # where a killed run's checkpoints wait for its rerun
     processes: int
     prompt_format: str = "alpaca"  # or chat_template (lmsweep.prompts)
+    adaptation: str | None = None  # the adaptation config (lmsweep.adaptation); None: the baseline adapter
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ def run(settings: Settings, paths: Paths, threads: int = 1) -> TrainingInfo:
             paths.train, settings.base_model, adapter, loss, settings.checkpoints, model_name=settings.model,
             lora=settings.lora, training=settings.training, load=settings.load, seed=settings.seed,
             device=settings.device, threads=threads, prompt_format=settings.prompt_format,
+            adaptation=settings.adaptation,
             # set at the run's start when Snakemake was asked to train again (--forcerun finetune, --forceall)
             retrain=os.environ.get(RETRAIN_ENV) == "1",
         )

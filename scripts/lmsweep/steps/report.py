@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lmsweep import findings
@@ -30,7 +30,8 @@ HOW_TO_READ = [
     "BLEU (0-100), ROUGE-L F1 and BERTScore F1 (0-1): higher is better. Bits per byte, word perplexity and token "
     "perplexity of the reference answers: lower is better. Compare models on bits per byte or word perplexity: token "
     "perplexity counts in each model's own tokens, so it compares only the two variants of one model.",
-    "`fine-tuned`: the base model with its LoRA adapter; `base`: the base model alone.",
+    "`fine-tuned`: the base model with its LoRA adapter (the baseline adapter); `base`: the base model alone; an "
+    "adaptation config's name (`r_32`): the adapter trained with that one setting moved from the baseline adapter's.",
 ]
 
 
@@ -47,6 +48,9 @@ class Settings:
     warm_start: bool
     sweep_parameters: list  # one plot each, as the rule declares them
     bertscore_rescaled: bool
+    adaptations: dict = field(default_factory=dict)  # {adaptation config: [setting, value]} (lmsweep.adaptation)
+    adaptation_decoding: list = field(default_factory=list)  # the decoding configs the swept adapters ran
+    alpha_rule: str = "follows_rank"
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,9 @@ class Paths:
     runtime: str
     plots: list
     cost: str
+    losses: list = field(default_factory=list)  # every adapter's train_log.csv
+    loss_plots: list = field(default_factory=list)  # one figure per model, as the rule declares them
+    adaptation_plots: list = field(default_factory=list)  # quality against cost, with an adaptation sweep
 
 
 def run(settings: Settings, paths: Paths, threads: int = 1) -> dict:
@@ -77,15 +84,28 @@ def run(settings: Settings, paths: Paths, threads: int = 1) -> dict:
                         settings.baseline, settings.seed, asdict(settings.statistics), settings.warm_start,
                         paths.perplexities)
     runs = load_runs(paths.summaries, paths.test, settings.bertscore_rescaled)
+    adapted = Adapted(settings.adaptations, settings.adaptation_decoding, settings.alpha_rule,
+                      {Path(p).parent.name: p for p in paths.losses})
     built = build(paths.scores, paths.comparisons, record, Path(paths.html).parent, runs, paths.generation_info,
-                  paths.benchmarks, settings.sweep_parameters)
+                  paths.benchmarks, settings.sweep_parameters, adapted)
     log.info(f"report written to {built['markdown']} and {built['html']}")
     return built
 
 
+@dataclass(frozen=True)
+class Adapted:
+    """The adaptation sweep as the report shows it (lmsweep.adaptation)."""
+
+    adaptations: dict  # {adaptation config: [setting, value]}
+    decoding: list  # the decoding configs the swept adapters ran
+    alpha_rule: str
+    losses: dict  # {adapter name (<model> or <model>@<adaptation>): its train_log.csv}
+
+
 def build(scores_csv, comparisons_csv, record: dict, out_dir, runs: dict | None = None, generation_info=(),
-          benchmark_files=(), sweep_parameters=None) -> dict:
+          benchmark_files=(), sweep_parameters=None, adapted: Adapted | None = None) -> dict:
     """Write report.md, report.html, runtime.csv and the plots to `out_dir`; return their paths."""
+    adapted = adapted or Adapted({}, [], "follows_rank", {})
 
     from lmsweep import plots
 
@@ -109,7 +129,8 @@ def build(scores_csv, comparisons_csv, record: dict, out_dir, runs: dict | None 
     formats = {m: record["models"].get(m, {}).get("prompt_format", "alpaca") for m in models}
     doc.paragraph(
         f"{len(models)} base models ({', '.join(models)}), each fine-tuned with a LoRA adapter on "
-        f"`{record['dataset']}` ({record['n_train']} training records, {record['dataset_form']} form) and decoded "
+        f"`{record['dataset']}` ({record['n_train']} training records{_held_out(record)}, {record['dataset_form']} "
+        f"form){_swept_text(adapted)} and decoded "
         f"under {len([c for c in configs if c != TEACHER_FORCED])} configs on {record['n_test']} held-out test "
         f"prompts; seed {record['seed']}. Prompts and answers are written "
         + "; ".join(f"{PROMPT_FORMATS[f]} for {', '.join(m for m in models if formats[m] == f)}"
@@ -140,6 +161,8 @@ def build(scores_csv, comparisons_csv, record: dict, out_dir, runs: dict | None 
             if parameter == "num_beams" and baseline.get("do_sample"):
                 doc.paragraph("The num_beams configs keep the baseline's `do_sample: true`: they are beam sampling, "
                               "not beam search. Beam search is a config with `do_sample: false` (see config.yaml).")
+    if adapted.adaptations:
+        _adaptation_answers(doc, scores, comparisons, record, adapted)
     doc.heading(3, "What fine-tuning bought")
     doc.bullets(findings.gain_sentences(comparisons))
     doc.heading(3, "Do the metrics agree")
@@ -196,8 +219,17 @@ def build(scores_csv, comparisons_csv, record: dict, out_dir, runs: dict | None 
               "Generation time is measured inside each generate job (model loading excluded), so it is exact "
               "under warm_start too.")
 
+    if adapted.adaptations:
+        _adaptation_section(doc, scores, comparisons, record, adapted, out_dir)
+
     doc.heading(2, "Training")
-    doc.table(findings.training_table(record["models"]))
+    for model in models:
+        path = out_dir / f"loss_{model}.png"
+        plots.plot_loss_curves(adapted.losses, model, path)
+        doc.image(path, f"loss curves of {model}'s adapters")
+    doc.table(findings.training_table(record["adapters"]),
+              "An adapter's name is its model's, then @ and its adaptation config for a swept one. Validation loss: "
+              "on training.validation_size records held out of the training split (never the test split).")
 
     runtime = findings.runtime_table(benchmark_files)
     runtime.to_csv(out_dir / "runtime.csv", index=False)
@@ -244,6 +276,57 @@ def build(scores_csv, comparisons_csv, record: dict, out_dir, runs: dict | None 
     (out_dir / "report.html").write_text(doc.html())
     return {"markdown": out_dir / "report.md", "html": out_dir / "report.html", "plots": plot_paths,
             "runtime": out_dir / "runtime.csv"}
+
+
+def _held_out(record: dict) -> str:
+    held = {(m.get("validation") or {}).get("records", 0) for m in record["adapters"].values()}
+    return f", {max(held)} of them held out for the validation loss" if max(held, default=0) else ""
+
+
+def _swept_text(adapted: Adapted) -> str:
+    if not adapted.adaptations:
+        return ""
+    swept = sorted({name.split("@", 1)[0] for name in adapted.losses if "@" in name})
+    return (f", {', '.join(swept)} also with {len(adapted.adaptations)} more adapters, one adaptation setting moved "
+            f"in each ({', '.join(f'`{n}`' for n in adapted.adaptations)})")
+
+
+def _adaptation_answers(doc, scores, comparisons, record, adapted: Adapted) -> None:
+    """'How each adaptation setting matters': per setting, the sentences (baseline decoding)."""
+    decoding = "baseline" if "baseline" in adapted.decoding else adapted.decoding[0]
+    doc.heading(3, "How each adaptation setting matters (adapted how)")
+    doc.paragraph(
+        "Each adaptation config trains one more adapter per swept model, the baseline adapter (`finetuned`: the lora, "
+        "training and quantization sections) with one setting moved; it is generated under "
+        f"{', '.join(f'`{d}`' for d in adapted.decoding)} and teacher forced for bits per byte. Every difference is "
+        "against the model's baseline adapter on the same test examples, tested and Holm-corrected with every other "
+        f"test of the study (`*`); text metrics under `{decoding}` decoding."
+        + (" A swept rank keeps the baseline's LoRA scale: alpha = baseline alpha × r / baseline r "
+           "(adaptation.alpha: follows_rank)." if adapted.alpha_rule == "follows_rank" and any(
+               p == "r" for p, _ in adapted.adaptations.values()) else ""))
+    for parameter, names in findings.by_parameter(adapted.adaptations).items():
+        doc.paragraph(f"**{parameter}**:")
+        doc.bullets(findings.adaptation_sentences(scores, comparisons, record, parameter, names, decoding))
+
+
+def _adaptation_section(doc, scores, comparisons, record, adapted: Adapted, out_dir) -> None:
+    """The adaptation sweep's tables, what each adapter cost, and quality against cost."""
+    from lmsweep import plots
+
+    for decoding in adapted.decoding:
+        for parameter, names in findings.by_parameter(adapted.adaptations).items():
+            doc.heading(2, f"Adaptation sweep: {parameter} ({decoding} decoding)")
+            doc.table(findings.adaptation_table(scores, comparisons, record, parameter, names, decoding),
+                      "* significantly different from the model's baseline adapter (Holm); = identical answers. "
+                      "Bits per byte: teacher forced on the reference answers.")
+    doc.heading(2, "What each adapter cost")
+    path = out_dir / "adaptation_cost.png"
+    plots.plot_adaptation_cost(scores, record, path)
+    doc.image(path, "quality against each adapter's training cost")
+    doc.table(findings.adapter_cost_table(scores, record),
+              "Trainable parameters: LoRA's, with any modules trained in full. Training seconds: the Trainer's "
+              "train() in the finetune job (GPU-seconds: times the training processes); peak GPU memory: the job's "
+              "first process; size: the adapter's weights file.")
 
 
 def _settings_text(settings: dict) -> str:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 from lmsweep import settings as s
+from lmsweep.adaptation import SEPARATOR
 from lmsweep.sources import is_local
 from lmsweep.wiring import layout as L
 
@@ -64,29 +65,39 @@ def _convert_gguf_paths(study, wc):
     return _step("convert_gguf").Paths(gguf=study.gguf_file(wc.model), model=L.CONVERTED.format(model=wc.model))
 
 
+def _adaptation(wc) -> str | None:
+    """The adaptation config of a finetune or merge_adapter job ('@r_4' -> 'r_4'), None for the baseline adapter."""
+    return wc.adaptation.removeprefix(SEPARATOR) or None
+
+
+def _trained(wc) -> dict:
+    return dict(model=wc.model, adaptation=wc.adaptation)
+
+
 def _finetune(study, wc):
+    adaptation = _adaptation(wc)
     return _step("finetune").Settings(
-        model=wc.model, base_model=study.base_model(wc.model), load=study.load(wc.model), lora=study.lora(wc.model),
-        training=study.training(wc.model), seed=study.config["seed"], device=study.config["device"],
-        checkpoints=L.CHECKPOINTS.format(model=wc.model), processes=study.training_processes(),
-        prompt_format=study.prompt_format(wc.model))
+        model=wc.model, base_model=study.base_model(wc.model), load=study.load(wc.model, adaptation),
+        lora=study.lora(wc.model, adaptation), training=study.training(wc.model, adaptation),
+        seed=study.config["seed"], device=study.config["device"], checkpoints=L.CHECKPOINTS.format(**_trained(wc)),
+        processes=study.training_processes(), prompt_format=study.prompt_format(wc.model), adaptation=adaptation)
 
 
 def _finetune_paths(study, wc):
     return _step("finetune").Paths(train=L.SPLIT["train"], base=study.base_model_input(wc.model),
-                                   adapter=L.ADAPTER.format(model=wc.model), loss=L.LOSS.format(model=wc.model))
+                                   adapter=L.ADAPTER.format(**_trained(wc)), loss=L.LOSS.format(**_trained(wc)))
 
 
 def _merge_adapter(study, wc):
     return _step("merge_adapter").Settings(model=wc.model, base_model=study.base_model(wc.model),
-                                           load=study.load(wc.model), seed=study.config["seed"],
+                                           load=study.load(wc.model, _adaptation(wc)), seed=study.config["seed"],
                                            device=study.config["device"])
 
 
 def _merge_adapter_paths(study, wc):
     return _step("merge_adapter").Paths(base=study.base_model_input(wc.model),
-                                        adapter=L.ADAPTER.format(model=wc.model),
-                                        merged=L.MERGED.format(model=wc.model))
+                                        adapter=L.ADAPTER.format(**_trained(wc)),
+                                        merged=L.MERGED.format(**_trained(wc)))
 
 
 def _generate(study, wc):
@@ -162,13 +173,17 @@ def _report(study, wc):
     return _step("report").Settings(
         dataset=c["dataset"]["source"], baseline=c["decoding"]["baseline"], seed=c["seed"],
         statistics=study.statistics(), warm_start=c["warm_start"], sweep_parameters=list(c["decoding"]["sweep"]),
-        bertscore_rescaled=study.bertscore_rescaled())
+        bertscore_rescaled=study.bertscore_rescaled(),
+        adaptations={name: [parameter, value] for name, (parameter, value) in study.adaptations.items()},
+        adaptation_decoding=list(c["adaptation"]["decoding"]) if study.adaptations else [],
+        alpha_rule=c["adaptation"]["alpha"])
 
 
 def _report_paths(study, wc):
     return _step("report").Paths(
         **study.report_inputs(), markdown=f"{L.REPORT}/report.md", html=f"{L.REPORT}/report.html",
-        runtime=f"{L.REPORT}/runtime.csv", plots=list(study.sweep_plots().values()), cost=f"{L.REPORT}/cost.png")
+        runtime=f"{L.REPORT}/runtime.csv", plots=list(study.sweep_plots().values()), cost=f"{L.REPORT}/cost.png",
+        loss_plots=list(study.loss_plots().values()), adaptation_plots=list(study.adaptation_plots().values()))
 
 
 def _prefetch(study, wc):
@@ -195,8 +210,8 @@ JOBS = {
     "prepare_data": Wiring((), _prepare_data, _prepare_data_paths),
     "build_tiny_model": Wiring(("model",), _build_tiny_model, _build_tiny_model_paths),
     "convert_gguf": Wiring(("model",), _convert_gguf, _convert_gguf_paths),
-    "finetune": Wiring(("model",), _finetune, _finetune_paths),
-    "merge_adapter": Wiring(("model",), _merge_adapter, _merge_adapter_paths),
+    "finetune": Wiring(("model", "adaptation"), _finetune, _finetune_paths),
+    "merge_adapter": Wiring(("model", "adaptation"), _merge_adapter, _merge_adapter_paths),
     "generate": Wiring(RUN_WILDCARDS, _generate, _generate_paths),
     "score": Wiring(RUN_WILDCARDS, _score, _score_paths),
     "perplexity": Wiring(("model", "variant"), _perplexity, _perplexity_paths),

@@ -1,16 +1,19 @@
 """Where every rule writes, by the names its step's Paths use: the one copy of the results' layout."""
 
-VARIANTS = ("finetuned", "base")
+VARIANTS = ("finetuned", "base")  # and one more per adaptation config (lmsweep.adaptation), named after it
 
 # What every rule writes, by the names its step's Paths use.
 SPLIT = {"train": "results/prepare_data/train.jsonl", "test": "results/prepare_data/test.jsonl",
          "manifest": "results/prepare_data/manifest.json"}
 BUILT = "results/build_tiny_model/{model}"
 CONVERTED = "results/convert_gguf/{model}"
-ADAPTER = "results/finetune/{model}/adapter"
-LOSS = "results/finetune/{model}/train_log.csv"
-CHECKPOINTS = "results/finetune/{model}/checkpoints"
-MERGED = "results/merge_adapter/{model}"
+# {adaptation}: '' for the baseline adapter, '@<name>' for a swept one (lmsweep.adaptation.folder_part), so that a
+# study without an adaptation sweep keeps its paths: results/finetune/<model>/adapter, .../<model>@r_4/adapter.
+TRAINED = "{model}{adaptation}"
+ADAPTER = f"results/finetune/{TRAINED}/adapter"
+LOSS = f"results/finetune/{TRAINED}/train_log.csv"
+CHECKPOINTS = f"results/finetune/{TRAINED}/checkpoints"
+MERGED = f"results/merge_adapter/{TRAINED}"
 RUN = "{model}/{variant}/{decoding}/rep{rep}"
 PREDICTIONS = f"results/generate/{RUN}.jsonl"
 GENERATION_INFO = f"results/generate/{RUN}.info.json"

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from lmsweep import settings as s
+from lmsweep.settings import as_mapping as as_dict
 from lmsweep.wiring.layout import (
-    ADAPTER, BUILT, CHECKED, COMPARISONS, CONVERTED, GENERATION_INFO, MERGED, PERPLEXITY, PERPLEXITY_EXAMPLES, REPORT, SCORE,
-    SCORE_EXAMPLES, SCORES, SPLIT, VARIANTS,
+    ADAPTER, BUILT, CHECKED, COMPARISONS, CONVERTED, GENERATION_INFO, LOSS, MERGED, PERPLEXITY, PERPLEXITY_EXAMPLES,
+    REPORT, SCORE, SCORE_EXAMPLES, SCORES, SPLIT, VARIANTS,
 )
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class Wildcards:
     """A job's wildcards, as Snakemake gives them (strings), for the functions below."""
 
     model: str = ""
+    adaptation: str = ""  # finetune and merge_adapter: '' (the baseline adapter) or '@<adaptation name>'
     variant: str = ""
     decoding: str = ""
     rep: str = "0"
@@ -49,6 +51,33 @@ class Study:
     def models(self) -> list:
         return list(self.config["models"])
 
+    @cached_property
+    def adaptations(self) -> dict:
+        """{adaptation name: (setting, value)} of each swept adapter (lmsweep.adaptation); the baseline is not one."""
+        from lmsweep.adaptation import expand
+
+        return expand(self.config["adaptation"]["sweep"])
+
+    @property
+    def variants(self) -> list:
+        """finetuned (the baseline adapter), base (no adapter), and each adaptation config."""
+        return [*VARIANTS, *self.adaptations]
+
+    def swept(self, model: str) -> list:
+        """The adaptation configs a model trains: every one, unless adaptation.models leaves the model out."""
+        chosen = self.config["adaptation"]["models"]
+        return list(self.adaptations) if chosen is None or model in chosen else []
+
+    def adapted(self, model: str) -> list:
+        """The variants of a model that have an adapter: finetuned and its adaptation configs."""
+        return ["finetuned", *self.swept(model)]
+
+    def each_adapter(self, pattern: str) -> list:
+        """`pattern` (with {model} and {adaptation}) for every adapter of the study."""
+        from lmsweep.adaptation import folder_part
+
+        return [pattern.format(model=m, adaptation=folder_part(v)) for m in self.models for v in self.adapted(m)]
+
     def replicates(self, decoding: str) -> int:
         """Seed replicates of a decoding config: sampled configs get generation.replicates, the rest 1."""
         return self.config["generation"]["replicates"] if self.decoding[decoding]["do_sample"] else 1
@@ -56,7 +85,8 @@ class Study:
     def runs(self):
         """(model, variant, decoding, replicate) of every generation the study makes."""
         for model, entry in self.config["models"].items():
-            for variant, decodings in (("finetuned", self.decoding), ("base", entry["base_decoding"])):
+            swept = [(name, self.config["adaptation"]["decoding"]) for name in self.swept(model)]
+            for variant, decodings in (("finetuned", self.decoding), ("base", entry["base_decoding"]), *swept):
                 for decoding in decodings:
                     for rep in range(self.replicates(decoding)):
                         yield model, variant, decoding, rep
@@ -64,14 +94,15 @@ class Study:
     def each_run(self, pattern: str) -> list:
         return [pattern.format(model=m, variant=v, decoding=d, rep=r) for m, v, d, r in self.runs()]
 
-    def each_model(self, pattern: str, variants=VARIANTS) -> list:
-        return [pattern.format(model=m, variant=v) for m in self.models for v in variants]
+    def each_model(self, pattern: str, variants=None) -> list:
+        return [pattern.format(model=m, variant=v) for m in self.models
+                for v in (variants if variants is not None else [*VARIANTS, *self.swept(m)])]
 
     def benchmarks(self) -> list:
         """The benchmark files of every heavy job: the report's runtime table."""
-        files = [f"benchmarks/finetune/{m}.tsv" for m in self.models]
+        files = self.each_adapter("benchmarks/finetune/{model}{adaptation}.tsv")
         if self.merged_inference:
-            files += [f"benchmarks/merge_adapter/{m}.tsv" for m in self.models]
+            files += self.each_adapter("benchmarks/merge_adapter/{model}{adaptation}.tsv")
         files += [f"benchmarks/{step}/{m}/{v}/{d}/rep{r}.tsv" for m, v, d, r in self.runs()
                   for step in ("generate", "score")]
         files += self.each_model("benchmarks/perplexity/{model}/{variant}.tsv")
@@ -86,7 +117,8 @@ class Study:
         """What the report reads: the tables, the split's manifest, every step's records, the benchmarks."""
         inputs = self.score_inputs()
         return {"checked": CHECKED, "test": inputs["test"], "scores": SCORES, "comparisons": COMPARISONS,
-                "manifest": SPLIT["manifest"], "adapters": [ADAPTER.format(model=m) for m in self.models],
+                "manifest": SPLIT["manifest"], "adapters": self.each_adapter(ADAPTER),
+                "losses": self.each_adapter(LOSS),
                 "summaries": inputs["scores"], "per_example": inputs["per_example"],
                 "perplexities": inputs["perplexities"], "generation_info": self.each_run(GENERATION_INFO),
                 "benchmarks": self.benchmarks()}
@@ -94,6 +126,14 @@ class Study:
     def sweep_plots(self) -> dict:
         """{parameter: the report's plot of its sweep}."""
         return {parameter: f"{REPORT}/sweep_{parameter}.png" for parameter in self.config["decoding"]["sweep"]}
+
+    def loss_plots(self) -> dict:
+        """{model: the report's figure of its adapters' training and validation loss curves}."""
+        return {model: f"{REPORT}/loss_{model}.png" for model in self.models}
+
+    def adaptation_plots(self) -> dict:
+        """{'cost': the report's plot of quality against each adapter's cost}, with an adaptation sweep only."""
+        return {"cost": f"{REPORT}/adaptation_cost.png"} if self.adaptations else {}
 
     @property
     def merged_inference(self) -> bool:
@@ -132,17 +172,29 @@ class Study:
 
     def merged(self, wc) -> bool:
         """Whether a generate or perplexity job reads the merged model (inference.weights: merged)."""
-        return self.merged_inference and wc.variant == "finetuned"
+        return self.merged_inference and wc.variant != "base"
+
+    @staticmethod
+    def trained(pattern: str, model: str, variant: str) -> str:
+        """ADAPTER, MERGED, ... of one model's adapter of `variant` (finetuned or an adaptation config)."""
+        from lmsweep.adaptation import folder_part
+
+        return pattern.format(model=model, adaptation=folder_part(variant))
+
+    @staticmethod
+    def adaptation_of(variant: str) -> str | None:
+        """The adaptation config of a variant: None for finetuned (the baseline adapter) and base."""
+        return None if variant in VARIANTS else variant
 
     def inference_inputs(self, wc) -> dict:
         """The model files a generate or perplexity job reads: the merged model, or the base and the adapter."""
         if self.merged(wc):
-            return {"base": MERGED.format(model=wc.model)}
+            return {"base": self.trained(MERGED, wc.model, wc.variant)}
         return {"base": self.base_model_input(wc.model),
-                "adapter": ADAPTER.format(model=wc.model) if wc.variant == "finetuned" else []}
+                "adapter": self.trained(ADAPTER, wc.model, wc.variant) if wc.variant != "base" else []}
 
     def inference_model(self, wc) -> str:
-        return MERGED.format(model=wc.model) if self.merged(wc) else self.base_model(wc.model)
+        return self.trained(MERGED, wc.model, wc.variant) if self.merged(wc) else self.base_model(wc.model)
 
     def model_source(self, model: str):
         """A fingerprint of a local model folder, or the cached Hub snapshot's commit (lmsweep.modelsource).
@@ -157,35 +209,39 @@ class Study:
                 entry["name_or_path"], entry.get("revision"), self.config.get("hf_home"))
         return self._sources[model]
 
-    def quantization(self) -> s.Quantization:
-        return s.from_mapping(s.Quantization, self.config["quantization"], "quantization")
+    def sections(self, model: str, adaptation: str | None = None) -> dict:
+        """{lora, training, quantization} of one adapter: the baseline's, or one setting moved (lmsweep.adaptation)."""
+        from lmsweep.adaptation import sections
 
-    def load(self, model: str) -> s.Load:
+        return sections(self.config, model, adaptation)
+
+    def quantization(self, model: str | None = None, adaptation: str | None = None) -> s.Quantization:
+        section = self.sections(model, adaptation)["quantization"] if model else self.config["quantization"]
+        return s.from_mapping(s.Quantization, section, "quantization")
+
+    def load(self, model: str, adaptation: str | None = None) -> s.Load:
         """How to load one model as training saw it: everything that changes its weights on load."""
         entry, source = self.config["models"][model], self.model_source(model)
         return s.Load(revision=entry.get("revision"), snapshot=(source or {}).get("commit"), source=source,
-                      trust_remote_code=entry["trust_remote_code"], quantization=self.quantization(),
+                      trust_remote_code=entry["trust_remote_code"], quantization=self.quantization(model, adaptation),
                       weights="as_trained", merged_folder=False, merged_from_4bit=False)
 
     def inference_load(self, wc) -> s.Load:
         """How a generate or perplexity job loads its model, and which weights make its numbers."""
-        load = self.load(wc.model)
+        load = self.load(wc.model, self.adaptation_of(wc.variant))
         weights = self.config["inference"]["weights"]
         if self.merged(wc):
             # The merged folder holds plain weights in the compute dtype: loaded as they are.
             return s.Load(revision=None, snapshot=None, source=load.source, trust_remote_code=load.trust_remote_code,
-                          quantization=s.Quantization(**{**self.config["quantization"], "load_in_4bit": False}),
+                          quantization=s.Quantization(**{**as_dict(load.quantization), "load_in_4bit": False}),
                           weights=weights, merged_folder=True, merged_from_4bit=load.quantization.load_in_4bit)
         return s.Load(**{**load.__dict__, "weights": weights})
 
-    def lora(self, model: str) -> s.Lora:
-        return s.from_mapping(s.Lora, {**self.config["lora"], **self.config["models"][model].get("lora", {})},
-                              f"models.{model}.lora")
+    def lora(self, model: str, adaptation: str | None = None) -> s.Lora:
+        return s.from_mapping(s.Lora, self.sections(model, adaptation)["lora"], f"models.{model}.lora")
 
-    def training(self, model: str) -> s.Training:
-        return s.from_mapping(s.Training, {**self.config["training"],
-                                           **self.config["models"][model].get("training", {})},
-                              f"models.{model}.training")
+    def training(self, model: str, adaptation: str | None = None) -> s.Training:
+        return s.from_mapping(s.Training, self.sections(model, adaptation)["training"], f"models.{model}.training")
 
     def build(self, model: str) -> s.Build:
         return s.from_mapping(s.Build, self.config["models"][model]["build"], f"models.{model}.build")
