@@ -4,6 +4,7 @@
 #   bash bench/run_gpu.sh gen:llama2_7b train:llama2_7b score      # about 9 minutes on one H200
 #   bash bench/run_gpu.sh gen:mistral_7b gen:phi2                  # the other two models
 #   bash bench/run_gpu.sh dag                                      # the reduced study through snakemake
+#   bash bench/run_gpu.sh dag-adapt                                # the same with an adaptation sweep (2 adapters more)
 #   bash bench/run_gpu.sh decode:llama2_7b decode:mistral_7b@cudnn,dynamic   # a job's first generate() call
 #
 # The packages the host's Python lacks come from a wheelhouse copied beside the repository: packed into
@@ -44,9 +45,10 @@ for stage in "$@"; do
                     --steps "${STEPS:-6}") ;;
         score) (cd bench && timeout "${STAGE_TIMEOUT:-420}" python3 score.py --pairs 200) ;;
         study) (cd bench && python3 study.py --results results/h200-2026-11-29 results/h200-2026-11-29-decode) ;;
-        dag) (cd bench && timeout "${STAGE_TIMEOUT:-560}" python3 dag.py \
+        dag|dag-adapt) adapt=; [ "$stage" = dag-adapt ] && adapt=--adaptations  # its own work folder and bench_dag_adapt.json
+               (cd bench && timeout "${STAGE_TIMEOUT:-560}" python3 dag.py \
                     --results results/h200-2026-11-29 results/h200-2026-11-29-decode \
-                    --new-tokens "${NEW_TOKENS:-150}" --timeout $(( ${STAGE_TIMEOUT:-560} - 90 ))) ;;
+                    --new-tokens "${NEW_TOKENS:-150}" --timeout $(( ${STAGE_TIMEOUT:-560} - 90 )) $adapt) ;;
         syncs) (cd bench && timeout "${STAGE_TIMEOUT:-420}" python3 syncs.py) ;;
         warm) timeout 300 python3 tests/gpu/warm_cuda_check.py ;;
         *) echo "unknown stage $stage" ;;

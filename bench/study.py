@@ -1,6 +1,7 @@
 """What the whole study in config.yaml costs on one GPU, old path against new, from measured per-step costs.
 
     python bench/study.py --results DIR        # reads DIR/bench_*.json (default: OUT)
+    python bench/study.py --results DIR --adaptation-sweep r=4,32 learning_rate=1e-4   # with an adaptation sweep
 
 The study: 3 models; per model 13 decoding configs (9 sampled; 4 with 2, 4, 6
 and 8 beams) and the base model's baseline, 200 test prompts each; one
@@ -19,10 +20,25 @@ server (warm_start: true). From the measurements:
   97% of it) stand in;
 - beam configs: the num_beams 8 rate (bench/decode.py's first call where
   measured, else bench/generate.py's), scaled by the number of beams;
-- a shape not measured is scaled from Llama-2-7B by its parameter count.
+- a shape not measured is scaled from Llama-2-7B by its parameter count;
+- a finetune job's fixed cost (its model load, setup, first steps' warm-up and
+  adapter save) and a merge job's wall time: from the baseline adapter's jobs
+  of a bench/dag.py GPU run of the reduced study (--dag-calibration, default
+  bench/results/h200-2026-11-29-dag2; see DAG_CALIBRATION). Without it
+  (--no-dag-calibration) a finetune job is its start and steps and a merge
+  bench/generate.py's merge, as the estimate was before (BENCHMARKS.md).
 --results takes several folders: a file in more than one is read from the last.
 Written at 256 and 150 new tokens, one seed replicate (the reference study)
 and three (config.yaml's generation.replicates, sampled configs only).
+
+--adaptation-sweep (config.yaml's adaptation.sweep, issue 21) adds, per
+swept model and value, one adapter: a finetune job (the baseline's steps
+and step time, but for the settings that move them: see the comments at
+BASELINE_ADAPTER), a merge, a generate and a score job per replicate of each
+--adaptation-decoding config, and a perplexity job. What the sweep adds is
+written apart from the reference study (bench_study.json's "adaptation"),
+in total, per part and per adapter, for the new path; without a sweep the
+output is the reference study's alone, as before.
 """
 
 import argparse
@@ -30,149 +46,120 @@ import json
 from pathlib import Path
 
 import common
-
-PARAMETERS = {"llama2_7b": 6.74e9, "mistral_7b": 7.24e9, "phi2": 2.78e9}
-# The reference study, per model: 9 sampled configs + the base model's baseline, 4 beam configs, 200 prompts,
-# 313 optimizer steps, two perplexity jobs (base and fine-tuned). bench/dag.py estimates a reduced one.
-STUDY = {"sampled": 10, "beams": (2, 4, 6, 8), "prompts": 200, "steps": 313, "perplexity_jobs": 2}
-PER_EXAMPLE_STREAMS = 0.97  # lmsweep's sampling rate over transformers' own, measured (BENCHMARKS.md)
-# A warm job's start: its wall time less the script's load and work, 0.36-0.51 s for the generate jobs of
-# bench/dag.py's GPU run (bench/results/h200-2026-11-29-dag2); the model's load is counted apart.
-WARM_FORK_S = 0.5
-
-
-def read(folders, name: str):
-    """bench JSON `name` from the last of `folders` (one folder or several) that has it; None if none does."""
-    found = None
-    for folder in [folders] if isinstance(folders, (str, Path)) else folders:
-        path = Path(folder) / name
-        if path.exists():
-            found = json.loads(path.read_text())
-    return found
-
-
-def decode_calls(decode: dict | None) -> dict:
-    """{call number: row} of bench/decode.py's lmsweep path (variant dynamic; its first process if it ran in
-    several), {} without a measurement."""
-    calls = {}
-    for r in (decode or {}).get("rows", []):
-        if r.get("variant") == "dynamic" and isinstance(r.get("call"), int):
-            calls.setdefault(r["call"], r)
-    return calls
-
-
-def generation_rates(gen: dict, path: str, decode: dict | None = None, decode_beams: dict | None = None) -> dict:
-    rows = {r["config"]: r for r in gen["rows"] if r["path"].startswith(path)}
-    first = rows["baseline"]
-    beams8 = rows["num_beams_8"]["tokens_per_s"]
-    calls, beam_calls = decode_calls(decode), decode_calls(decode_beams)
-    if path == "new" and 1 in calls and 2 in calls:  # a fresh process's first call, and its second
-        steady = calls[2]["tokens_per_s"]
-        warmup = max(0.0, calls[1]["seconds"] - calls[1]["new_tokens"] / steady)
-    elif path == "new" and gen.get("library_sampling_tokens_per_s"):
-        steady = gen["library_sampling_tokens_per_s"] * PER_EXAMPLE_STREAMS
-        warmup = max(0.0, first["seconds"] - first["new_tokens"] / steady)
-    else:  # the old path ran 2 batches of 8: its rate is flat from batch to batch
-        steady, warmup = first["tokens_per_s"], 0.0
-    if path == "new" and 1 in beam_calls:
-        beams8 = beam_calls[1]["tokens_per_s"]
-    return {"steady": steady, "warmup": warmup, "beams8": beams8, "load": first["load_s"]}
-
-
-def model_cost(gen, train, score, new_tokens, path, replicates, start_s, scale, reference, study=STUDY,
-               decode=None, decode_beams=None) -> dict:
-    rates = generation_rates(gen, path, decode, decode_beams)
-    prompts, beams = study["prompts"], study["beams"]
-    bert = next(r["seconds"] for r in score["rows"] if r["step"].startswith("BERTScore") and "first" in r["step"])
-    overlap = next(r["seconds"] for r in score["rows"] if r["step"].startswith("BLEU"))
-    sampled_jobs = study["sampled"] * replicates
-    generation = sampled_jobs * (rates["warmup"] + prompts * new_tokens / rates["steady"] * scale)
-    generation += replicates * sum(prompts * new_tokens / (rates["beams8"] * 8 / b) * scale for b in beams)
-    jobs = sampled_jobs + replicates * len(beams)
-    # a run that did not record its perplexity time borrows Llama-2-7B's, scaled by parameters
-    timed = gen.get("perplexity_s_per_record") or reference["perplexity_s_per_record"]
-    per_record = next(v for k, v in timed.items() if k.startswith(path))
-    run = {"old": "old", "new": "qlora"}[path]
-    step_s = next(r["step_s"] for r in train["rows"] if r["run"] == run)
-    return {
-        "training_s": study["steps"] * step_s * scale,
-        "merge_s": gen.get("merge_adapter_s", 0.0) if path == "new" else 0.0,
-        "generation_s": generation,
-        "score_s": jobs * (bert + overlap),
-        "perplexity_s": study["perplexity_jobs"] * prompts * per_record * scale,
-        # generate jobs start and load; score jobs start; perplexity jobs start and load; training (and merge) start
-        "job_overhead_s": jobs * (start_s + rates["load"]) + jobs * start_s
-        + study["perplexity_jobs"] * (start_s + rates["load"]) + start_s * (1 + (path == "new")),
-    }
-
-
-def estimate(folders, models, new_tokens: int, replicates: int, path: str, start_s: float,
-             study=STUDY, notes=None) -> dict:
-    """Seconds per part (training, merge, generation, ...) of `study` for `models`, from the benches in `folders`."""
-    score, train = read(folders, "bench_score.json"), read(folders, "bench_train_llama2_7b.json")
-    reference = read(folders, "bench_generate_llama2_7b.json")
-    parts = {}
-    for model in models:
-        params = PARAMETERS[model]
-        gen = read(folders, f"bench_generate_{model}.json")
-        measured = gen is not None and any(r["path"].startswith(path) for r in gen["rows"])
-        scale = 1.0 if measured else params / PARAMETERS["llama2_7b"]
-        # A model's rates come from its own measurements, or all from Llama-2-7B's, scaled (never a mix).
-        source = model if measured else "llama2_7b"
-        decode = read(folders, f"bench_decode_{source}.json")
-        decode_beams = read(folders, f"bench_decode_{source}_beams8.json")
-        if not measured:
-            gen = reference
-            note = f"{model}, {path} path: not measured, scaled from llama2_7b by parameters ({scale:.2f})"
-            if notes is not None and note not in notes:
-                notes.append(note)
-        if path == "new" and notes is not None:
-            for what, found in (("sampled configs", decode), ("num_beams 8", decode_beams)):
-                note = (f"{model}, {what}: " + (f"{source}'s bench/decode.py (a fresh process's first call)" if found
-                                                 else f"{source}'s bench/generate.py (no bench/decode.py measurement)"))
-                if note not in notes:
-                    notes.append(note)
-        train_scale = params / PARAMETERS["llama2_7b"]
-        cost = model_cost(gen, train, score, new_tokens, path, replicates, start_s, scale, reference, study,
-                          decode, decode_beams)
-        cost["training_s"] *= train_scale / scale
-        for key, value in cost.items():
-            parts[key] = parts.get(key, 0.0) + value
-    return parts
-
-
-def cold_start_s(folders) -> float:
-    return next(r["seconds"] for r in read(folders, "bench_score.json")["rows"] if r["step"].startswith("cold start"))
+from calibration import DAG_CALIBRATION, calibrate, calibration_note
+from costs import BATCH, LOGGING_STEPS, PARAMETERS, STUDY, TRAIN_RECORDS, WARM_FORK_S, cold_start_s, estimate
+from sweep_estimate import parse_sweep, sweep_estimate, sweep_plan
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, nargs="+", default=None,
                         help="folders of bench_*.json; a file in several is read from the last one (default: OUT)")
+    parser.add_argument("--adaptation-sweep", nargs="+", default=None, metavar="SETTING=V1,V2",
+                        help="an adaptation sweep (config.yaml's adaptation.sweep), e.g. r=4,32 learning_rate=1e-4 "
+                             "epochs=2: its added cost is estimated beside the reference study's")
+    parser.add_argument("--adaptation-decoding", nargs="+", default=["baseline"], metavar="CONFIG",
+                        help="adaptation.decoding: the decoding configs each swept adapter runs (default: baseline)")
+    parser.add_argument("--adaptation-models", nargs="+", default=None, choices=sorted(PARAMETERS),
+                        help="adaptation.models: the models swept (default: all three)")
+    parser.add_argument("--dag-calibration", type=Path, default=DAG_CALIBRATION, metavar="RUN",
+                        help="a bench/dag.py GPU run (its bench_dag.json, or its folder) whose finetune and merge jobs "
+                             "give their fixed costs (default: %(default)s)")
+    parser.add_argument("--no-dag-calibration", action="store_true",
+                        help="no fixed costs of a finetune and a merge job: the estimate as before the calibration "
+                             "(a finetune job its start and steps, a merge job bench/generate.py's merge)")
+    parser.add_argument("--validation-size", type=int, default=0,
+                        help="training.validation_size: records held out of the 5,000 (fewer steps) and evaluated "
+                             "every 10 steps, for every adapter, the reference study's included (default: 0)")
     args = parser.parse_args(argv)
     folders = args.results or [common.out_dir()]
+    study = STUDY
+    if args.validation_size:
+        study = dict(STUDY, steps=-(-(TRAIN_RECORDS - args.validation_size) // BATCH),
+                     validation_size=args.validation_size, logging_steps=LOGGING_STEPS, batch=BATCH)
+    sweep = None
+    if args.adaptation_sweep:
+        try:
+            sweep = parse_sweep(args.adaptation_sweep)
+            sweep_plan(sweep, args.adaptation_decoding, 1, study, settings=reference_decoding())
+        except ValueError as err:
+            parser.error(str(err))
     cold = cold_start_s(folders)
-    notes, estimates = [], []
+    notes, estimates, swept = [], [], []
+    calibration = None if args.no_dag_calibration else calibrate(folders, args.dag_calibration)
+    if calibration:
+        notes.append(calibration_note(calibration))
     for new_tokens in (256, 150):
         for replicates in (1, 3):
             for path, start in (("old", cold), ("new", cold), ("new", WARM_FORK_S)):
-                parts = estimate(folders, PARAMETERS, new_tokens, replicates, path, start, notes=notes)
+                parts = estimate(folders, PARAMETERS, new_tokens, replicates, path, start, study, notes=notes,
+                                 calibration=calibration)
                 total = sum(parts.values())
                 estimates.append({"new_tokens": new_tokens, "replicates": replicates, "path": path,
                                   "job_start": "cold" if start == cold else "warm", "gpu_hours": total / 3600,
                                   **{k: v / 60 for k, v in parts.items()},
                                   "overhead_share": parts["job_overhead_s"] / total})
+                if sweep and path == "new":
+                    added = sweep_estimate(folders, PARAMETERS, sweep, args.adaptation_decoding, new_tokens,
+                                           replicates, start, study, settings=reference_decoding(),
+                                           swept=args.adaptation_models, notes=notes, calibration=calibration)
+                    seconds = sum(added["parts"].values())
+                    adapters = len(added["adapters"])
+                    swept.append({"new_tokens": new_tokens, "replicates": replicates, "path": path,
+                                  "job_start": estimates[-1]["job_start"], "adapters": adapters,
+                                  "jobs": sum(added["jobs"].values()), "jobs_per_rule": added["jobs"],
+                                  "gpu_hours": seconds / 3600, **{k: v / 60 for k, v in added["parts"].items()},
+                                  "per_adapter_min": seconds / 60 / adapters,
+                                  "reference_gpu_hours": total / 3600, "with_sweep_gpu_hours": (total + seconds) / 3600,
+                                  "by_rule_min": {k: v / 60 for k, v in added["by_rule"].items()},
+                                  "adapters_min": [{**{k: v for k, v in a.items() if k not in ("by_rule", "seconds")},
+                                                    "minutes": a["seconds"] / 60} for a in added["adapters"]]})
+    written = {"estimates": estimates, "notes": notes}
+    if calibration:
+        written["calibration"] = calibration
+    if args.validation_size:
+        written["validation_size"] = args.validation_size
+    if sweep:
+        written["adaptation"] = {"sweep": sweep, "decoding": args.adaptation_decoding,
+                                 "models": args.adaptation_models, "estimates": swept}
     common.out_dir().mkdir(parents=True, exist_ok=True)
-    (common.out_dir() / "bench_study.json").write_text(json.dumps({"estimates": estimates, "notes": notes}, indent=2))
+    (common.out_dir() / "bench_study.json").write_text(json.dumps(written, indent=2))
     columns = ["new_tokens", "replicates", "path", "job_start", "gpu_hours", "training_s", "merge_s", "generation_s",
                "score_s", "perplexity_s", "job_overhead_s", "overhead_share"]
+    if sweep:
+        print("The reference study")
     print("GPU-hours in total; the parts in minutes")
-    print(" | ".join(c[:-2] + " min" if c.endswith("_s") else c for c in columns))
-    print(" | ".join("---" for _ in columns))
-    for row in estimates:
-        print(" | ".join(f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
+    table(columns, estimates)
+    if sweep:
+        names = ", ".join(f"{k}={','.join(str(v) for v in vs)}" for k, vs in sweep.items())
+        print(f"\nWhat the adaptation sweep {names} adds (new path; each adapter generates under "
+              f"{', '.join(args.adaptation_decoding)}; models: {', '.join(args.adaptation_models or PARAMETERS)}): "
+              "GPU-hours in total, the parts and one adapter's mean in minutes, beside the reference study's GPU-hours")
+        table(["new_tokens", "replicates", "job_start", "adapters", "jobs", "gpu_hours", "training_s", "merge_s",
+               "generation_s", "score_s", "perplexity_s", "job_overhead_s", "per_adapter_min", "reference_gpu_hours",
+               "with_sweep_gpu_hours"], swept)
+        for row in swept:
+            if (row["new_tokens"], row["replicates"], row["job_start"]) == (256, 3, "warm"):
+                print("\nPer adapter, at 256 new tokens, 3 replicates, warm starts: minutes")
+                table(["model", "adaptation", "steps", "step_s", "jobs", "minutes"], row["adapters_min"])
     for note in notes:
         print(note)
+
+
+def table(columns, rows) -> None:
+    print(" | ".join(c[:-2] + " min" if c.endswith("_s") and c != "step_s" else c for c in columns))
+    print(" | ".join("---" for _ in columns))
+    for row in rows:
+        print(" | ".join(f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
+
+
+def reference_decoding() -> dict:
+    """{config: generate() settings} of the reference study's decoding section (config.yaml)."""
+    import yaml
+
+    from lmsweep.decoding import expand
+
+    return expand(yaml.safe_load((common.REPO / "config.yaml").read_text())["decoding"])
 
 
 if __name__ == "__main__":
