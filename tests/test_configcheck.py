@@ -48,6 +48,24 @@ def test_integer_settings_written_as_floats_are_refused_by_key(path, value, mess
     assert problems_of(change) == [message]
 
 
+@pytest.mark.parametrize("text, message", [
+    # PyYAML (YAML 1.1) reads an exponent without a dot in the mantissa as text
+    ("training:\n  learning_rate: 3e-3\n", "training.learning_rate: '3e-3' is a str, expected number "
+                                            "(YAML reads 3e-3 as text: write 3.0e-3)"),
+    ("adaptation:\n  sweep:\n    learning_rate: [1E-4]\n",
+     "adaptation.sweep.learning_rate.0: '1E-4' is a str, expected number (YAML reads 1E-4 as text: write 1.0e-4)"),
+    ("training:\n  learning_rate: fast\n", "training.learning_rate: 'fast' is a str, expected number"),
+])
+def test_a_number_that_yaml_reads_as_text_says_how_to_write_it(text, message):
+    import yaml
+
+    def change(config):
+        for section, values in yaml.safe_load(text).items():
+            config[section].update(values)
+
+    assert problems_of(change) == [message]
+
+
 @pytest.mark.parametrize("value", [0, "auto ", -3])
 def test_a_bad_batch_size_names_what_is_allowed(value):
     assert problems_of(lambda c: c["generation"].update(batch_size=value)) == [

@@ -48,6 +48,13 @@ def _alternative(schema: dict) -> str:
     return f"an {kind}" + (" " + " and ".join(bounds) if bounds else "")
 
 
+def _yaml_text_number(value: str) -> bool:
+    """A number in exponent form that YAML 1.1 (PyYAML) reads as text: 1e-4, 5E3."""
+    import re
+
+    return bool(re.fullmatch(r"[-+]?\d+[eE][-+]?\d+", value.strip()))
+
+
 def describe(error) -> str:
     where, value = _where(error), error.instance
     kind = error.validator
@@ -64,6 +71,10 @@ def describe(error) -> str:
     if kind == "type":
         expected = error.validator_value if isinstance(error.validator_value, str) else " or ".join(error.validator_value)
         hint = f" (write {int(value)})" if isinstance(value, float) and value.is_integer() else ""
+        if isinstance(value, str) and "number" in expected and _yaml_text_number(value):
+            # PyYAML reads 1e-4 (no dot in the mantissa) as text, not as a number
+            mantissa, _, exponent = value.lower().partition("e")
+            hint = f" (YAML reads {value} as text: write {float(mantissa):.1f}e{exponent})"
         return f"{where}: {value!r} is a {type(value).__name__}, expected {expected}{hint}"
     if kind == "uniqueItems":
         seen, repeated = [], []
