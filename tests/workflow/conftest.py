@@ -112,11 +112,20 @@ def copy_run(run: Path, dest: Path) -> Path:
     return dest
 
 
+# What training_info.json's cost holds that a rerun measures anew (lmsweep.trainlog.CostMeter).
+TIMINGS = ("train_seconds", "gpu_seconds", "peak_gpu_memory_mb")
+
+
 def digests(results: Path, skip=(".info.json", "merge_info.json", ".log")) -> dict:
     """{path: sha256} of every result under `results` but those that hold timings (the report, generation and
     merge records) and the checkpoints. PEFT writes an adapter's target modules from a set, in an order that
-    moves with Python's hash seed: adapter_config.json is compared with its lists sorted."""
+    moves with Python's hash seed: adapter_config.json is compared with its lists sorted. training_info.json is
+    compared but for what its adapter cost in time and GPU memory (TIMINGS), measured anew by each run."""
     def content(path: Path) -> bytes:
+        if path.name == "training_info.json":
+            info = json.loads(path.read_text())
+            info["cost"] = {k: v for k, v in info["cost"].items() if k not in TIMINGS}
+            return json.dumps(info, sort_keys=True).encode()
         if path.name != "adapter_config.json":
             return path.read_bytes()
         config = json.loads(path.read_text())
